@@ -66,20 +66,20 @@ func (t Type) waitsForever() bool { return t == TypeManual || t == TypeEvent }
 // State is where a trigger is in its life. The store owns it: callers never
 // set it, the store sets it on every change.
 //
-//	             Schedule                       Fire / Resume
-//	                │                                 ▲
-//	                ▼                                 │
-//	   ┌──────► scheduled ──────┐              waiting (MANUAL/EVENT)
-//	   │            │ claim     │ Cancel              │ Fire (claim)
-//	   │            ▼           ▼                     ▼
-//	   │  ┌─── running ──────► canceled ◄───────── running ...
-//	   │  │      │  │  │ lease expires: claimable again (recovery)
-//	   │  │      │  │  └──────────────► running (new owner, new token)
-//	   │  │      │  └─ error, attempts left ─► retrying ─ claim ─► running
-//	   │  │      ├─ error, no attempts left / Fail ─► failed ─ Retry ─► scheduled
-//	   │  │      └─ success ─► completed
-//	   │  └─ Snooze / Reschedule (checkpoint, next LOOP or CRON run)
-//	   └──────────┘
+//	          Schedule                       Fire / Resume
+//	             │                                 ▲
+//	             ▼                                 │
+//	┌──────► scheduled ──────┐              waiting (MANUAL/EVENT)
+//	│            │ claim     │ Cancel              │ Fire (claim)
+//	│            ▼           ▼                     ▼
+//	│  ┌─── running ──────► canceled ◄───────── running ...
+//	│  │      │  │  │ lease expires: claimable again (recovery)
+//	│  │      │  │  └──────────────► running (new owner, new token)
+//	│  │      │  └─ error, attempts left ─► retrying ─ claim ─► running
+//	│  │      ├─ error, no attempts left / Fail ─► failed ─ Retry ─► scheduled
+//	│  │      └─ success ─► completed
+//	│  └─ Snooze / Reschedule (checkpoint, next LOOP or CRON run)
+//	└──────────┘
 //
 // completed, failed and canceled are final: the trigger stays in the store
 // with its last error until it is purged by retention (failed and canceled
