@@ -37,7 +37,8 @@ type Store interface {
 	// scheduled or retrying triggers with DueAt <= q.Until, and running
 	// triggers whose lease ended at or before q.Now. They come ordered by
 	// due time (the lease deadline for an expired lease), then by priority
-	// (higher first), then by ID, starting after q.After when it is set.
+	// (higher first), then by ID, starting after q.After when it is set (see
+	// DueQuery.After).
 	Due(ctx context.Context, q DueQuery) ([]Ref, error)
 	// Claim takes a lease on the trigger for c.Owner until c.Until and
 	// returns it running, with Attempt and Token incremented and Recovered
@@ -88,7 +89,9 @@ type DueQuery struct {
 	// Until is the latest due time returned; it may lie after Now, to look
 	// ahead.
 	Until time.Time
-	// After, when its ID is set, resumes the order after that position.
+	// After, when its DueAt is set, resumes the order after that position.
+	// An After with an empty ID stands after every trigger due at or before
+	// After.DueAt, so a scan can ask for a time window.
 	After Ref
 	// Limit is the most triggers returned; it must be positive.
 	Limit int

@@ -233,6 +233,13 @@ type Trigger struct {
 	Recovered bool
 }
 
+// Due times must lie in [minDue, maxDue): every store can then keep them as
+// int64 nanoseconds since 1970.
+var (
+	minDue = time.Unix(0, 0)
+	maxDue = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // Validate reports whether t can be saved, with an error wrapping ErrInvalid
 // that names the bad field. It does not check the payload: stores report a
 // payload that cannot be serialised when they encode it.
@@ -246,6 +253,8 @@ func (t *Trigger) Validate() error {
 		return invalidf("trigger %q: unknown type %d", t.ID, uint8(t.Type))
 	case t.DueAt.IsZero() && !t.Type.waitsForever():
 		return invalidf("trigger %q: type %s needs a due time (only MANUAL and EVENT triggers may wait without one)", t.ID, t.Type)
+	case !t.DueAt.IsZero() && (t.DueAt.Before(minDue) || !t.DueAt.Before(maxDue)):
+		return invalidf("trigger %q: due time %v is outside [%v, %v)", t.ID, t.DueAt, minDue, maxDue)
 	case t.Priority < MinPriority || t.Priority > MaxPriority:
 		return invalidf("trigger %q: priority %d is outside [%d, %d]", t.ID, t.Priority, MinPriority, MaxPriority)
 	case t.Attempt < 0:
