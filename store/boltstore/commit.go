@@ -1,0 +1,289 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Group commit.
+//
+// Every write goes through one committer goroutine. A writer queues an op
+// and waits; the committer takes everything queued, applies it in one bbolt
+// transaction and commits it with one fsync, then wakes the writers. It
+// starts the next transaction as soon as the previous commit returns, so
+// there is no batching delay: under load the ops that queued during one
+// fsync share the next, and a lone writer pays one fsync.
+//
+// Each op validates before it writes (check first, then write), so an op
+// that fails (a duplicate ID, a stale token) leaves nothing behind and the
+// other ops of its group commit as usual. Only a failure of bbolt itself (a
+// write or the commit) fails the whole group. Because the committer runs
+// each op exactly once, ops need not be idempotent, unlike bbolt's Batch.
+//
+// Lazy ops (nobody waits for them) carry writes that need not be durable when
+// the call returns, such as the record of a claim: they ride in the next
+// transaction.
+
+// maxGroup bounds the ops of one transaction, so one commit stays short even
+// when very many writers queue at once.
+const maxGroup = 1024
+
+type op struct {
+	apply func(w *writeTx) error
+	done  chan struct{} // closed once err is set; nil for a lazy op
+	err   error
+	state atomic.Int32
+}
+
+const (
+	opQueued int32 = iota
+	opTaken
+	opWithdrawn
+)
+
+// write queues apply and waits until its transaction is committed. If ctx
+// ends while the op is still queued, the op is withdrawn (it will never be
+// applied) and write returns ctx.Err(). If the committer already took it,
+// write waits for that commit (one fsync) and returns its outcome: a nil
+// error always means the write is on disk, ctx.Err() always means nothing
+// was written.
+func (s *Store) write(ctx context.Context, apply func(w *writeTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{apply: apply, done: make(chan struct{})}
+	if err := s.enqueue(o); err != nil {
+		return err
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		if o.state.CompareAndSwap(opQueued, opWithdrawn) {
+			return ctx.Err()
+		}
+		<-o.done
+		return o.err
+	}
+}
+
+// writeLazy queues apply for the next transaction without waiting. Errors
+// are logged. After Close it does nothing.
+func (s *Store) writeLazy(apply func(w *writeTx) error) {
+	_ = s.enqueue(&op{apply: apply})
+}
+
+func (s *Store) enqueue(o *op) error {
+	s.qmu.Lock()
+	if s.closing {
+		s.qmu.Unlock()
+		return ErrClosed
+	}
+	s.queue = append(s.queue, o)
+	s.qmu.Unlock()
+	s.signal()
+	return nil
+}
+
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes up to maxGroup ops from the queue, leaving out withdrawn ones.
+func (s *Store) take() (ops []*op, closing bool) {
+	s.qmu.Lock()
+	n := min(len(s.queue), maxGroup)
+	batch := s.queue[:n]
+	if n == len(s.queue) {
+		s.queue = nil
+	} else {
+		s.queue = s.queue[n:]
+	}
+	closing = s.closing
+	s.qmu.Unlock()
+	ops = batch[:0]
+	for _, o := range batch {
+		if o.state.CompareAndSwap(opQueued, opTaken) {
+			ops = append(ops, o)
+		}
+	}
+	return ops, closing
+}
+
+// run is the committer. It returns when Close has been called and the queue
+// is empty.
+func (s *Store) run() {
+	defer close(s.loopDone)
+	for range s.wake {
+		for {
+			ops, closing := s.take()
+			if len(ops) > 0 {
+				s.commit(ops)
+				continue
+			}
+			if closing {
+				return
+			}
+			break
+		}
+	}
+}
+
+// commit applies ops in one transaction and reports to their writers.
+func (s *Store) commit(ops []*op) {
+	w := &writeTx{s: s, done: make(chan struct{})}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		w.tx, w.b = tx, bucketsOf(tx)
+		for _, o := range ops {
+			o.err = o.apply(w)
+			if w.fatal != nil {
+				return w.fatal
+			}
+		}
+		return nil
+	})
+	s.mu.Lock()
+	hooks := w.onCommit
+	if err != nil {
+		hooks = w.onAbort
+	}
+	for _, f := range hooks {
+		f()
+	}
+	for _, id := range w.marked {
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
+	close(w.done)
+	if err != nil {
+		err = s.dbErr(err)
+		s.log.Error("boltstore: commit failed", slog.Int("ops", len(ops)), slog.Any("error", err))
+	}
+	for _, o := range ops {
+		if err != nil {
+			o.err = err
+		}
+		if o.done != nil {
+			close(o.done)
+		} else if o.err != nil && err == nil {
+			s.log.Error("boltstore: background write failed", slog.Any("error", o.err))
+		}
+	}
+}
+
+// writeTx is the transaction of one commit group, as the ops see it.
+type writeTx struct {
+	s     *Store
+	tx    *bbolt.Tx
+	b     buckets
+	fatal error // a bbolt write failed: the group is rolled back
+
+	done     chan struct{} // closed after the group commits or fails
+	marked   []string      // IDs marked in s.pending by this group
+	onCommit []func()      // run under s.mu after a successful commit
+	onAbort  []func()      // run under s.mu after a failed one
+}
+
+// get returns the record stored under id in this transaction (which sees the
+// writes of earlier ops of the group), nil if there is none, or an error
+// wrapping ErrCorrupt.
+func (w *writeTx) get(id string) (*record, error) {
+	v := w.b.triggers.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	r, err := decodeRecord(id, v)
+	if err != nil {
+		return nil, corrupt(id, err)
+	}
+	return &r, nil
+}
+
+// change replaces the record old (nil for a new trigger) with new.
+type change struct {
+	old, new *record
+}
+
+// apply encodes every record first, so an oversized one fails the op before
+// anything is written, then writes the records and moves their index
+// entries.
+func (w *writeTx) apply(cs ...change) error {
+	values := make([][]byte, len(cs))
+	for i, c := range cs {
+		values[i] = c.new.encode()
+		if len(values[i]) > maxRecordSize {
+			return fmt.Errorf("%w: trigger %q is %d bytes encoded; at most %d are allowed", trigger.ErrInvalid, c.new.t.ID, len(values[i]), maxRecordSize)
+		}
+	}
+	for i, c := range cs {
+		var oldDue, oldState, oldFinal []byte
+		if c.old != nil {
+			oldDue, oldState, oldFinal = indexKeys(&c.old.t)
+		}
+		due, state, final := indexKeys(&c.new.t)
+		w.move(w.b.due, oldDue, due)
+		w.move(w.b.state, oldState, state)
+		w.move(w.b.final, oldFinal, final)
+		w.check(w.b.triggers.Put([]byte(c.new.t.ID), values[i]))
+	}
+	return nil
+}
+
+// remove deletes a record and its index entries.
+func (w *writeTx) remove(r *record) {
+	due, state, final := indexKeys(&r.t)
+	w.move(w.b.due, due, nil)
+	w.move(w.b.state, state, nil)
+	w.move(w.b.final, final, nil)
+	w.check(w.b.triggers.Delete([]byte(r.t.ID)))
+}
+
+func (w *writeTx) move(b *bbolt.Bucket, from, to []byte) {
+	if bytes.Equal(from, to) {
+		return
+	}
+	if from != nil {
+		w.check(b.Delete(from))
+	}
+	if to != nil {
+		w.check(b.Put(to, []byte{}))
+	}
+}
+
+func (w *writeTx) check(err error) {
+	if err != nil && w.fatal == nil {
+		w.fatal = err
+	}
+}
+
+// mark makes Claim wait for this group before it reads id: the group
+// changes the trigger in a way a claim must see. Callers hold s.mu.
+func (w *writeTx) mark(id string) {
+	w.s.pending[id] = w.done
+	w.marked = append(w.marked, id)
+}
+
+// endLease ends l in this group: from now on no Extend or Finish with its
+// token succeeds, readers whose snapshot includes this commit stop seeing
+// it, and it leaves the table once the group commits (or comes back if the
+// commit fails). Callers hold s.mu.
+func (w *writeTx) endLease(l *lease) {
+	l.endedTx = w.tx.ID()
+	w.mark(l.id)
+	w.onCommit = append(w.onCommit, func() {
+		if w.s.leases[l.id] == l {
+			delete(w.s.leases, l.id)
+		}
+	})
+	w.onAbort = append(w.onAbort, func() { l.endedTx = 0 })
+}

@@ -1,0 +1,71 @@
+// Package boltstore is the durable trigger store for a single binary: a
+// [trigger.Store] in one bbolt file, with no server to run.
+//
+// # Durability
+//
+// Save, SaveBatch, Finish, Cancel, Requeue, Delete and Purge return only
+// once their change is committed and fsynced: kill the process (or the
+// machine) at any instant after they return and the change is there when
+// the file is opened again. A call that returns an error changed nothing.
+// If the call's context ends while its write is still queued, the write is
+// withdrawn and the call returns ctx.Err() (nothing was written); once the
+// committer has taken the write, the call waits for that commit, about one
+// fsync, and reports its outcome.
+//
+// Claim and Extend do not wait for the disk (see Leases).
+//
+// # Group commit
+//
+// Writes from all goroutines go through one committer, which applies
+// everything queued in one transaction with one fsync and starts the next
+// transaction as soon as the previous commit returns. Throughput therefore
+// grows with the number of concurrent writers instead of being one fsync per
+// trigger, with no batching delay for a lone writer. Each write is checked
+// before it is applied, so a failing write (a duplicate ID, a stale fencing
+// token) fails alone; Finish and its follow-ups, and a SaveBatch, are
+// applied together or not at all.
+//
+// # One process per file, and what it means for leases
+//
+// bbolt locks the file exclusively: one process, and one Store, uses a file
+// at a time. Open fails after Options.OpenTimeout (one second by default)
+// with an error wrapping [ErrLocked] when another process or Store has the
+// file. Schedulers of one process may share the Store; schedulers of several
+// processes need a shared store such as PostgreSQL.
+//
+// So a lease can only belong to this process, and it cannot outlive it.
+// Leases are kept in memory: a claim costs no fsync. Its record (state
+// running, owner, fencing token, attempt) is written with the next group
+// commit, without the claimer waiting for it, so that after a crash the
+// trigger is claimable at once, its next claim is marked Recovered, and the
+// interrupted run counts as an attempt. A crash within about one commit of a
+// claim may lose that record: the run is then not counted. Extend changes
+// the deadline in memory only. Close ends every lease: a Store opened later
+// reports ErrLeaseLost to a previous owner.
+//
+// Fencing tokens grow across restarts: tokens are reserved on disk in blocks
+// and each Open starts above everything reserved before.
+//
+// # Memory
+//
+// Nothing is loaded at Open, and no trigger is kept in memory except the
+// lease table (one small entry per trigger claimed and not yet finished).
+// Due is a range scan of an index ordered by due time, so a scheduler that
+// asks for what is due within its horizon reads only that, however many
+// triggers wait on disk.
+//
+// # File format
+//
+// Everything lives under the top-level bucket "triggerkit" (so a database
+// given to [Wrap] can hold other data): a meta bucket with the file format
+// version and the token reservation, the records keyed by trigger ID, and
+// three index buckets (due time, state, and final state by update time).
+// The format version is 1; Open refuses a file with a newer version with
+// [ErrFormat]. Records use a compact, versioned binary encoding (see
+// codec.go). A record that does not decode is reported with its ID
+// ([ErrCorrupt] from Get, a log entry from scans, which skip it); the rest of
+// the store keeps working, and Delete removes the record.
+//
+// Times are stored to the nanosecond in UTC: a trigger read back has its
+// times in UTC, without monotonic clock readings.
+package boltstore

@@ -1,0 +1,94 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Index keys. Every index is a bucket of keys with empty values, so a query
+// is a cursor range scan and never reads a record it does not return.
+//
+//	due    time | inverted priority | id   scheduled and retrying triggers at
+//	                                        their due time, running ones at
+//	                                        their lease deadline
+//	state  state | id                      every trigger
+//	final  state | time | id               final triggers at their UpdatedAt
+//
+// A time is 12 bytes that sort like the time: the Unix seconds as a
+// big-endian uint64 with the sign bit flipped, then the nanoseconds as a
+// big-endian uint32. The inverted priority is MaxPriority-priority as a
+// big-endian uint16, so higher priorities sort first. IDs come last and sort
+// bytewise, which is Go's string order.
+const (
+	timeKeyLen = 12
+	dueIDAt    = timeKeyLen + 2
+	finalIDAt  = 1 + timeKeyLen
+)
+
+func appendTimeKey(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^1<<63)
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+func parseTimeKey(b []byte) time.Time {
+	sec := int64(binary.BigEndian.Uint64(b) ^ 1<<63)
+	return time.Unix(sec, int64(binary.BigEndian.Uint32(b[8:]))).UTC()
+}
+
+func dueKey(at time.Time, priority int, id string) []byte {
+	b := make([]byte, 0, dueIDAt+len(id))
+	b = appendTimeKey(b, at)
+	b = binary.BigEndian.AppendUint16(b, uint16(trigger.MaxPriority-priority))
+	return append(b, id...)
+}
+
+// parseDueKey returns the ref a due key stands for; ok is false for a key
+// too short to be one.
+func parseDueKey(k []byte) (ref trigger.Ref, ok bool) {
+	if len(k) <= dueIDAt {
+		return ref, false
+	}
+	return trigger.Ref{
+		ID:       string(k[dueIDAt:]),
+		DueAt:    parseTimeKey(k),
+		Priority: trigger.MaxPriority - int(binary.BigEndian.Uint16(k[timeKeyLen:])),
+	}, true
+}
+
+func stateKey(s trigger.State, id string) []byte {
+	return append([]byte{byte(s)}, id...)
+}
+
+func finalKey(s trigger.State, at time.Time, id string) []byte {
+	b := make([]byte, 0, finalIDAt+len(id))
+	b = append(b, byte(s))
+	b = appendTimeKey(b, at)
+	return append(b, id...)
+}
+
+// dueTime returns where t sits in the due index, and whether it is there at
+// all. Waiting and final triggers are not: no time makes them claimable, so
+// the due scan never has to step over them.
+func dueTime(t *trigger.Trigger) (time.Time, bool) {
+	switch t.State {
+	case trigger.StateScheduled, trigger.StateRetrying:
+		return t.DueAt, true
+	case trigger.StateRunning:
+		return t.LeaseUntil, true
+	}
+	return time.Time{}, false
+}
+
+// indexKeys returns the keys of t in the due, state and final indexes (nil
+// where t has none).
+func indexKeys(t *trigger.Trigger) (due, state, final []byte) {
+	if at, ok := dueTime(t); ok {
+		due = dueKey(at, t.Priority, t.ID)
+	}
+	if t.State.Final() {
+		final = finalKey(t.State, t.UpdatedAt, t.ID)
+	}
+	return due, stateKey(t.State, t.ID), final
+}

@@ -1,0 +1,320 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Errors of this package, besides the trigger package's sentinels.
+var (
+	// ErrLocked is returned by Open when another process (or another Store
+	// in this process) holds the file's lock for longer than
+	// Options.OpenTimeout.
+	ErrLocked = errors.New("boltstore: database file is locked by another process")
+	// ErrFormat is returned by Open when the file was written by a newer
+	// version of this package (or is not a trigger store).
+	ErrFormat = errors.New("boltstore: unsupported file format")
+	// ErrCorrupt is returned by Get, Claim, Finish, Cancel and Requeue when
+	// the stored record of the trigger does not decode. The error names the
+	// trigger's ID. Scans (Due, List, Purge) skip such records and log
+	// them; Delete removes them.
+	ErrCorrupt = errors.New("boltstore: corrupt trigger record")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("boltstore: store closed")
+)
+
+// formatVersion is the version of the file layout (buckets, keys and record
+// encoding), kept in the meta bucket. Open refuses a file with a newer
+// version and upgrades an older one.
+const formatVersion = 1
+
+// Options configures Open and Wrap. The zero value (or a nil *Options) is
+// ready to use.
+type Options struct {
+	// OpenTimeout is how long Open waits for the file lock. bbolt locks the
+	// file exclusively, so a file in use by another process (or another
+	// Store in this process) cannot be opened; Open then fails with an error
+	// wrapping ErrLocked instead of waiting forever. A negative value tries
+	// once. Defaults to one second. Wrap ignores it.
+	OpenTimeout time.Duration
+	// NoSync turns off fsync: commits reach the operating system but not the
+	// disk, so a machine crash or power loss may lose acknowledged writes or
+	// corrupt the file. Only for tests. Defaults to false. Wrap ignores it
+	// (set DB.NoSync yourself).
+	NoSync bool
+	// FileMode is the permission of a file Open creates. Defaults to 0600.
+	FileMode os.FileMode
+	// Logger receives reports of records that do not decode and of
+	// background writes that fail. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the bbolt trigger store. It is safe for concurrent use.
+type Store struct {
+	db     *bbolt.DB
+	ownsDB bool
+	log    *slog.Logger
+
+	// mu guards the lease table and the marks of writes in flight; see
+	// lease.go for the rules.
+	mu        sync.RWMutex
+	leases    map[string]*lease
+	pending   map[string]chan struct{} // id -> done of the commit group writing it
+	lastToken uint64                   // last fencing token handed out
+	ceiling   uint64                   // highest token reserved on disk
+	reserving bool                     // a reservation of more tokens is queued
+
+	// The commit queue; see commit.go.
+	qmu      sync.Mutex
+	queue    []*op
+	closing  bool
+	wake     chan struct{}
+	loopDone chan struct{}
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	reportMu sync.Mutex
+	reported map[string]struct{}
+}
+
+var _ trigger.Store = (*Store)(nil)
+
+// Open opens the store in the bbolt file at path, creating the file if it
+// does not exist. The Store holds the file's exclusive lock until Close: one
+// process (and one Store) per file.
+func Open(path string, opts *Options) (*Store, error) {
+	o := opts.orDefaults()
+	timeout := o.OpenTimeout
+	switch {
+	case timeout == 0:
+		timeout = time.Second
+	case timeout < 0:
+		timeout = time.Nanosecond // bbolt tries the lock once
+	}
+	mode := o.FileMode
+	if mode == 0 {
+		mode = 0o600
+	}
+	db, err := bbolt.Open(path, mode, &bbolt.Options{
+		Timeout: timeout,
+		NoSync:  o.NoSync,
+		// The hashmap freelist allocates in constant time; the array one
+		// slows down as a big file fragments.
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is in use by another process, or by another Store in this one (waited %v)", ErrLocked, path, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	s, err := newStore(db, true, o)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// wrapped holds the DBs a Store wraps: two Stores on one DB would keep two
+// lease tables and could both claim a trigger.
+var wrapped sync.Map
+
+// Wrap returns a store that keeps its buckets (under the top-level bucket
+// "triggerkit") in db, an open, writable bbolt database that may hold other
+// data too. Close does not close db. At most one Store may wrap a DB at a
+// time, and db must not be opened by other means (read-only opens in other
+// processes are refused by bbolt's lock anyway).
+func Wrap(db *bbolt.DB, opts *Options) (*Store, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: boltstore.Wrap needs a database", trigger.ErrInvalid)
+	}
+	if db.IsReadOnly() {
+		return nil, fmt.Errorf("%w: boltstore.Wrap needs a writable database", trigger.ErrInvalid)
+	}
+	if _, loaded := wrapped.LoadOrStore(db, true); loaded {
+		return nil, fmt.Errorf("%w: another Store already wraps this database", ErrLocked)
+	}
+	s, err := newStore(db, false, opts.orDefaults())
+	if err != nil {
+		wrapped.Delete(db)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (o *Options) orDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r
+}
+
+func newStore(db *bbolt.DB, owns bool, o Options) (*Store, error) {
+	var floor uint64
+	if err := db.Update(func(tx *bbolt.Tx) (err error) {
+		floor, err = setup(tx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		db:        db,
+		ownsDB:    owns,
+		log:       o.Logger,
+		leases:    make(map[string]*lease),
+		pending:   make(map[string]chan struct{}),
+		lastToken: floor,
+		ceiling:   floor + tokenBlock,
+		wake:      make(chan struct{}, 1),
+		loopDone:  make(chan struct{}),
+		reported:  make(map[string]struct{}),
+	}
+	go s.run()
+	return s, nil
+}
+
+// Bucket and key names. Everything lives under one top-level bucket so that
+// a wrapped DB can hold other data.
+var (
+	bucketRoot     = []byte("triggerkit")
+	bucketMeta     = []byte("meta")
+	bucketTriggers = []byte("triggers")
+	bucketDue      = []byte("due")
+	bucketState    = []byte("state")
+	bucketFinal    = []byte("final")
+
+	keyFormat = []byte("format") // uint32: formatVersion
+	keyTokens = []byte("tokens") // uint64: every token handed out is <= it
+)
+
+// setup creates or checks the layout and reserves the first block of
+// fencing tokens, returning the last token of the previous run.
+func setup(tx *bbolt.Tx) (uint64, error) {
+	root := tx.Bucket(bucketRoot)
+	if root == nil {
+		var err error
+		if root, err = tx.CreateBucket(bucketRoot); err != nil {
+			return 0, fmt.Errorf("boltstore: create buckets: %w", err)
+		}
+		for _, name := range [][]byte{bucketMeta, bucketTriggers, bucketDue, bucketState, bucketFinal} {
+			if _, err := root.CreateBucket(name); err != nil {
+				return 0, fmt.Errorf("boltstore: create buckets: %w", err)
+			}
+		}
+		if err := root.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+			return 0, fmt.Errorf("boltstore: write format version: %w", err)
+		}
+	}
+	meta := root.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, fmt.Errorf("%w: bucket %q has no %q bucket", ErrFormat, bucketRoot, bucketMeta)
+	}
+	v := meta.Get(keyFormat)
+	if len(v) != 4 {
+		return 0, fmt.Errorf("%w: no format version in the meta bucket", ErrFormat)
+	}
+	switch version := binary.BigEndian.Uint32(v); {
+	case version > formatVersion:
+		return 0, fmt.Errorf("%w: the file has format version %d, this build reads up to %d: upgrade triggerkit", ErrFormat, version, formatVersion)
+	case version < 1:
+		return 0, fmt.Errorf("%w: format version %d", ErrFormat, version)
+	}
+	for _, name := range [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal} {
+		if root.Bucket(name) == nil {
+			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
+		}
+	}
+	floor, err := reserveTokens(meta)
+	return floor, err
+}
+
+// buckets are the store's buckets in one transaction.
+type buckets struct {
+	meta, triggers, due, state, final *bbolt.Bucket
+}
+
+func bucketsOf(tx *bbolt.Tx) buckets {
+	root := tx.Bucket(bucketRoot)
+	return buckets{
+		meta:     root.Bucket(bucketMeta),
+		triggers: root.Bucket(bucketTriggers),
+		due:      root.Bucket(bucketDue),
+		state:    root.Bucket(bucketState),
+		final:    root.Bucket(bucketFinal),
+	}
+}
+
+// Close commits the writes already queued, stops the committer and closes
+// the file (unless the Store was made by Wrap). Leases die with the Store: an
+// owner still running a trigger gets ErrLeaseLost from a Store opened later,
+// and the trigger is claimable there at once. Close is idempotent; every
+// other method returns ErrClosed after it.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.qmu.Lock()
+		s.closing = true
+		s.qmu.Unlock()
+		s.signal()
+		<-s.loopDone
+		if s.ownsDB {
+			s.closeErr = s.db.Close()
+		} else {
+			wrapped.Delete(s.db)
+		}
+	})
+	return s.closeErr
+}
+
+// usable returns ErrClosed after Close, else nil.
+func (s *Store) usable() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// dbErr translates an error of bbolt itself.
+func (s *Store) dbErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return fmt.Errorf("boltstore: %w", err)
+}
+
+func corrupt(id string, err error) error {
+	return fmt.Errorf("%w: trigger %q: %v", ErrCorrupt, id, err)
+}
+
+// reportCorrupt logs a record a scan skipped, once per ID (the set of
+// reported IDs is bounded; past it, every report is logged).
+func (s *Store) reportCorrupt(id string, err error) {
+	s.reportMu.Lock()
+	_, seen := s.reported[id]
+	if !seen && len(s.reported) < 4096 {
+		s.reported[id] = struct{}{}
+	}
+	s.reportMu.Unlock()
+	if !seen {
+		s.log.Error("boltstore: skipping a trigger record that does not decode; Delete removes it",
+			slog.String("trigger_id", id), slog.Any("error", err))
+	}
+}

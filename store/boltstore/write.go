@@ -1,0 +1,318 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/triggerkit/trigger"
+)
+
+// The durable writes: each returns once its transaction is committed and
+// synced (see write in commit.go).
+
+// Save implements trigger.Store.
+func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) error {
+	return s.SaveBatch(ctx, now, []trigger.Trigger{t})
+}
+
+// SaveBatch implements trigger.Store.
+func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return err
+	}
+	recs, err := newRecords(now, ts)
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	return s.write(ctx, func(w *writeTx) error { return w.insert(recs) })
+}
+
+// newRecords validates ts (no two with one ID) and returns them as the
+// records Save stores, payloads marshalled.
+func newRecords(now time.Time, ts []trigger.Trigger) ([]*record, error) {
+	if now.IsZero() && len(ts) > 0 {
+		return nil, fmt.Errorf("%w: save needs now", trigger.ErrInvalid)
+	}
+	recs := make([]*record, len(ts))
+	seen := make(map[string]struct{}, len(ts))
+	for i := range ts {
+		t := ts[i]
+		if err := t.Validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := seen[t.ID]; dup {
+			return nil, fmt.Errorf("%w: trigger %q appears twice in one batch", trigger.ErrDuplicate, t.ID)
+		}
+		seen[t.ID] = struct{}{}
+		payload, err := marshalPayload(t.ID, t.Payload)
+		if err != nil {
+			return nil, err
+		}
+		t.Payload = nil
+		t.State = t.InitialState()
+		if t.CreatedAt.IsZero() {
+			t.CreatedAt = now
+		}
+		t.UpdatedAt = now
+		t.Owner, t.LeaseUntil, t.Token, t.Recovered = "", time.Time{}, 0, false
+		if len(t.TraceContext) > 0 {
+			t.TraceContext = cloneMap(t.TraceContext)
+		}
+		recs[i] = &record{t: t, payload: payload}
+	}
+	return recs, nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Finish implements trigger.Store.
+func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return err
+	}
+	var payload []byte
+	if o.Kind == trigger.OutcomeReschedule {
+		var err error
+		if payload, err = marshalPayload(id, o.Payload); err != nil {
+			return err
+		}
+	}
+	followUps, err := newRecords(o.Now, o.FollowUps)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(w *writeTx) error {
+		w.s.mu.Lock()
+		defer w.s.mu.Unlock()
+		old, err := w.get(id)
+		if err != nil {
+			return err
+		}
+		l := w.s.leases[id]
+		if l == nil || l.token != token || l.endedTx != 0 || old == nil {
+			if old == nil {
+				return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
+			}
+			return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
+		}
+		r := *old
+		t := &r.t
+		l.overlay(t)
+		t.Owner, t.LeaseUntil, t.Recovered, t.UpdatedAt = "", time.Time{}, false, o.Now
+		switch o.Kind {
+		case trigger.OutcomeComplete:
+			t.State = trigger.StateCompleted
+		case trigger.OutcomeRetry:
+			t.State, t.DueAt, t.LastError = trigger.StateRetrying, o.At, o.Error
+		case trigger.OutcomeFail:
+			t.State, t.LastError = trigger.StateFailed, o.Error
+		case trigger.OutcomeReschedule:
+			t.State, t.DueAt, t.Attempt = trigger.StateScheduled, o.At, 0
+			t.Iteration++
+			if payload != nil {
+				r.payload = payload
+			}
+		case trigger.OutcomeSnooze:
+			t.State, t.DueAt = trigger.StateScheduled, o.At
+			t.Attempt = max(t.Attempt-1, 0)
+		}
+		if err := w.insert(followUps, change{old, &r}); err != nil {
+			return err
+		}
+		w.endLease(l)
+		return nil
+	})
+}
+
+// insert stores the new records and applies cs, or does nothing if one of
+// the new IDs exists.
+func (w *writeTx) insert(recs []*record, cs ...change) error {
+	for _, r := range recs {
+		if w.b.triggers.Get([]byte(r.t.ID)) != nil {
+			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, r.t.ID)
+		}
+		cs = append(cs, change{new: r})
+	}
+	return w.apply(cs...)
+}
+
+// Cancel implements trigger.Store.
+func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
+	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
+		state := old.t.State
+		if l != nil {
+			state = trigger.StateRunning
+		}
+		switch state {
+		case trigger.StateCanceled:
+			return nil
+		case trigger.StateCompleted, trigger.StateFailed:
+			return fmt.Errorf("%w: trigger %q is %s", trigger.ErrInvalidState, id, state)
+		}
+		r := *old
+		if l != nil {
+			l.overlay(&r.t) // keep the attempt of the run being canceled
+		}
+		r.t.State, r.t.UpdatedAt = trigger.StateCanceled, now
+		r.t.Owner, r.t.LeaseUntil, r.t.Recovered = "", time.Time{}, false
+		if err := w.apply(change{old, &r}); err != nil {
+			return err
+		}
+		if l != nil {
+			w.endLease(l)
+		} else {
+			w.mark(id)
+		}
+		return nil
+	})
+}
+
+// Requeue implements trigger.Store.
+func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("%w: requeue needs a due time", trigger.ErrInvalid)
+	}
+	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
+		// A live lease implies a state other than failed or canceled.
+		if st := old.t.State; l != nil || (st != trigger.StateFailed && st != trigger.StateCanceled) {
+			return fmt.Errorf("%w: trigger %q is %s; only failed and canceled triggers can be requeued", trigger.ErrInvalidState, id, st)
+		}
+		r := *old
+		r.t.State, r.t.DueAt, r.t.Attempt, r.t.UpdatedAt = trigger.StateScheduled, at, 0, now
+		return w.apply(change{old, &r})
+	})
+}
+
+// update runs fn on the stored record of id and its live lease (nil if it
+// has none), under s.mu, in the commit group.
+func (s *Store) update(ctx context.Context, id string, fn func(w *writeTx, old *record, l *lease) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return s.write(ctx, func(w *writeTx) error {
+		w.s.mu.Lock()
+		defer w.s.mu.Unlock()
+		old, err := w.get(id)
+		if err != nil {
+			return err
+		}
+		if old == nil {
+			return fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
+		}
+		l := w.s.leases[id]
+		if l != nil && l.endedTx != 0 {
+			l = nil
+		}
+		return fn(w, old, l)
+	})
+}
+
+// Delete implements trigger.Store. It also removes a record that does not
+// decode.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return s.write(ctx, func(w *writeTx) error {
+		w.s.mu.Lock()
+		defer w.s.mu.Unlock()
+		old, err := w.get(id)
+		switch {
+		case err != nil:
+			// Its index keys cannot be computed: drop its state entry (one
+			// per state, probed directly) and the record. Due and Purge
+			// remove any due or final entry left behind when they meet it.
+			for _, st := range trigger.States() {
+				w.check(w.b.state.Delete(stateKey(st, id)))
+			}
+			w.check(w.b.triggers.Delete([]byte(id)))
+		case old == nil:
+			return fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
+		default:
+			w.remove(old)
+		}
+		if l := w.s.leases[id]; l != nil && l.endedTx == 0 {
+			w.endLease(l)
+		} else {
+			w.mark(id)
+		}
+		return nil
+	})
+}
+
+// Purge implements trigger.Store. It walks the final index of q.State from
+// the oldest update, so it reads only what it deletes (plus records it has to
+// skip).
+func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := q.Validate(); err != nil {
+		return 0, err
+	}
+	if err := s.usable(); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.write(ctx, func(w *writeTx) error {
+		n = 0
+		var victims []*record
+		var stale [][]byte
+		c := w.b.final.Cursor()
+		prefix := []byte{byte(q.State)}
+		for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0] && len(victims) < q.Limit; k, _ = c.Next() {
+			if len(k) <= finalIDAt {
+				stale = append(stale, bytes.Clone(k))
+				continue
+			}
+			if !parseTimeKey(k[1:]).Before(q.Before) {
+				break
+			}
+			id := string(k[finalIDAt:])
+			r, err := w.get(id)
+			switch {
+			case err != nil:
+				w.s.reportCorrupt(id, err)
+			case r == nil || !bytes.Equal(finalKey(r.t.State, r.t.UpdatedAt, id), k):
+				stale = append(stale, bytes.Clone(k)) // left by a corrupt record's Delete
+			default:
+				victims = append(victims, r)
+			}
+		}
+		for _, k := range stale {
+			w.check(w.b.final.Delete(k))
+		}
+		for _, r := range victims {
+			w.remove(r)
+		}
+		n = len(victims)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
