@@ -156,6 +156,8 @@ func (s *Store) commit(ops []*op) {
 	hooks := w.onCommit
 	if err != nil {
 		hooks = w.onAbort
+	} else {
+		s.commits.Add(1)
 	}
 	for _, f := range hooks {
 		f()

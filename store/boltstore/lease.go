@@ -218,7 +218,7 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !until.After(now) {
+	if now.IsZero() || !until.After(now) {
 		return fmt.Errorf("%w: lease deadline %v is not after now %v", trigger.ErrInvalid, until, now)
 	}
 	if err := s.usable(); err != nil {

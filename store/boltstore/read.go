@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -98,10 +99,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	defer tx.Rollback()
 	b := bucketsOf(tx)
 
-	var after []byte
-	if q.After.ID != "" {
-		after = dueKey(q.After.DueAt, q.After.Priority, q.After.ID)
-	}
+	start := dueStart(q.After)
 	// The leases of this process that ended by q.Now, in due order.
 	type item struct {
 		key []byte
@@ -110,7 +108,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	var expired []item
 	for _, l := range leases {
 		if !l.until.After(q.Now) {
-			if k := dueKey(l.until, l.priority, l.id); after == nil || bytes.Compare(k, after) > 0 {
+			if k := dueKey(l.until, l.priority, l.id); bytes.Compare(k, start) >= 0 {
 				expired = append(expired, item{k, l})
 			}
 		}
@@ -124,12 +122,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		end = q.Now
 	}
 	c := b.due.Cursor()
-	var k []byte
-	if after == nil {
-		k, _ = c.First()
-	} else if k, _ = c.Seek(after); bytes.Equal(k, after) {
-		k, _ = c.Next()
-	}
+	k, _ := c.Seek(start)
 
 	refs := make([]trigger.Ref, 0, min(q.Limit, 256))
 	for len(refs) < q.Limit {
@@ -179,6 +172,22 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		}
 	}
 	return refs, nil
+}
+
+// dueStart returns the first due key at or after which a scan resuming
+// after the position a starts (see trigger.DueQuery.After).
+func dueStart(a trigger.Ref) []byte {
+	switch {
+	case a.DueAt.IsZero():
+		return []byte{}
+	case a.ID == "":
+		// After every trigger due at or before a.DueAt, whatever its
+		// priority and ID.
+		return appendTimeKey(nil, a.DueAt.Add(time.Nanosecond))
+	default:
+		// The smallest key greater than a's own.
+		return append(dueKey(a.DueAt, a.Priority, a.ID), 0)
+	}
 }
 
 // dueRecord reads a record for the due scan, reporting one that does not

@@ -81,6 +81,7 @@ type Store struct {
 	closing  bool
 	wake     chan struct{}
 	loopDone chan struct{}
+	commits  atomic.Uint64 // transactions committed, for tests and benchmarks
 
 	closed    atomic.Bool
 	closeOnce sync.Once

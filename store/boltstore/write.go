@@ -155,6 +155,9 @@ func (w *writeTx) insert(recs []*record, cs ...change) error {
 
 // Cancel implements trigger.Store.
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
+	if now.IsZero() {
+		return fmt.Errorf("%w: cancel needs now", trigger.ErrInvalid)
+	}
 	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
 		state := old.t.State
 		if l != nil {
@@ -186,8 +189,8 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 
 // Requeue implements trigger.Store.
 func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error {
-	if at.IsZero() {
-		return fmt.Errorf("%w: requeue needs a due time", trigger.ErrInvalid)
+	if now.IsZero() || at.IsZero() {
+		return fmt.Errorf("%w: requeue needs now and a due time", trigger.ErrInvalid)
 	}
 	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
 		// A live lease implies a state other than failed or canceled.

@@ -1,0 +1,487 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"go.uber.org/goleak"
+
+	"github.com/triggerkit/trigger"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// t0 is the time every test starts from (stores never read the clock).
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+// openTest opens a store in path, closes it at cleanup and then checks the
+// file's consistency with bbolt's own checker.
+func openTest(t testing.TB, path string, opts *Options) *Store {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { checkFile(t, path) })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func newTest(t testing.TB) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	return openTest(t, path, nil), path
+}
+
+// checkFile runs bbolt's consistency check on a closed store file.
+func checkFile(t testing.TB, path string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Errorf("check %s: %v", path, err)
+		return
+	}
+	defer db.Close()
+	if err := db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() {
+			t.Errorf("check %s: %v", path, err)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("check %s: %v", path, err)
+	}
+}
+
+// withDB runs fn in a write transaction on the closed store file at path.
+func withDB(t *testing.T, path string, fn func(root *bbolt.Bucket) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucketRoot)) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func next(id string, due time.Time) trigger.Trigger {
+	return trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: due}
+}
+
+func claimFor(owner string, now time.Time) trigger.Claim {
+	return trigger.Claim{Owner: owner, Now: now, Until: now.Add(time.Minute)}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(refs []trigger.Ref) string {
+	var s []string
+	for _, r := range refs {
+		s = append(s, r.ID)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestReopenKeepsTriggers(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	in := next("a", at(time.Hour))
+	in.Payload = trigger.Payload{"k": "v"}
+	must(t, s.Save(ctx, t0, in))
+	must(t, s.Close())
+
+	s = openTest(t, path, nil)
+	got, err := s.Get(ctx, "a")
+	must(t, err)
+	if got.State != trigger.StateScheduled || !got.DueAt.Equal(in.DueAt) || got.Payload["k"] != "v" {
+		t.Fatalf("after reopen: %+v", got)
+	}
+}
+
+func TestReopenRecoversClaim(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", at(time.Second))}))
+	first, err := s.Claim(ctx, "a", claimFor("node-1", t0))
+	must(t, err)
+	// Close stands in for a crash that came after the claim's lazy write
+	// (Close commits what is queued, as the next group commit would).
+	must(t, s.Close())
+
+	s = openTest(t, path, nil)
+	got, err := s.Get(ctx, "a")
+	must(t, err)
+	if got.State != trigger.StateRunning || got.Owner != "node-1" || got.Attempt != 1 || got.Token != first.Token {
+		t.Fatalf("claimed trigger after reopen: %+v", got)
+	}
+	// The lease died with the process: claimable at once, in claim order.
+	refs, err := s.Due(ctx, trigger.DueQuery{Now: at(time.Second), Until: at(time.Second), Limit: 10})
+	must(t, err)
+	if ids(refs) != "a,b" {
+		t.Fatalf("Due after reopen = %v, want a,b", refs)
+	}
+	if err := s.Finish(ctx, "a", first.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(time.Second)}); !errors.Is(err, trigger.ErrLeaseLost) {
+		t.Fatalf("Finish with the token of the previous process: %v, want ErrLeaseLost", err)
+	}
+	again, err := s.Claim(ctx, "a", claimFor("node-2", at(time.Second)))
+	must(t, err)
+	if !again.Recovered || again.Token <= first.Token || again.Attempt != 2 {
+		t.Fatalf("claim after reopen: Recovered %v, Token %d (before %d), Attempt %d; want true, bigger, 2",
+			again.Recovered, again.Token, first.Token, again.Attempt)
+	}
+	must(t, s.Finish(ctx, "a", again.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(2 * time.Second)}))
+}
+
+func TestTokensGrowAcrossOpens(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	var last uint64
+	for i := range 3 {
+		s, err := Open(path, nil)
+		must(t, err)
+		id := fmt.Sprint("t", i)
+		must(t, s.Save(ctx, t0, next(id, t0)))
+		c, err := s.Claim(ctx, id, claimFor("o", t0))
+		must(t, err)
+		if c.Token <= last {
+			t.Fatalf("open %d: token %d, not above %d", i, c.Token, last)
+		}
+		last = c.Token
+		must(t, s.Close())
+	}
+	checkFile(t, path)
+}
+
+func TestOpenLockedFailsFast(t *testing.T) {
+	t.Parallel()
+	_, path := newTest(t)
+	start := time.Now()
+	s, err := Open(path, &Options{OpenTimeout: 100 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		t.Fatal("second Open of a file in use succeeded")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("second Open took %v", d)
+	}
+	if _, err := Open(path, &Options{OpenTimeout: -1}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open without waiting: %v, want ErrLocked", err)
+	}
+}
+
+func TestWrap(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	must(t, err)
+	defer db.Close()
+	must(t, db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("app"))
+		return err
+	}))
+	s, err := Wrap(db, nil)
+	must(t, err)
+	if _, err := Wrap(db, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Wrap: %v, want ErrLocked", err)
+	}
+	must(t, s.Save(ctx, t0, next("a", t0)))
+	must(t, s.Close())
+	// The DB stays open and can be wrapped again.
+	s, err = Wrap(db, nil)
+	must(t, err)
+	defer s.Close()
+	if _, err := s.Get(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewerFormatRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.Close())
+	withDB(t, path, func(root *bbolt.Bucket) error {
+		return root.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1))
+	})
+	if s, err := Open(path, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "version 2") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a newer format: %v, want ErrFormat naming the version", err)
+	}
+}
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestCorruptRecordIsSkippedAndReported(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0), next("c", t0), next("d", t0)}))
+	c, err := s.Claim(ctx, "d", claimFor("o", t0))
+	must(t, err)
+	must(t, s.Finish(ctx, "d", c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: t0}))
+	must(t, s.Close())
+	// b and d keep their index entries but their records become garbage.
+	withDB(t, path, func(root *bbolt.Bucket) error {
+		must(t, root.Bucket(bucketTriggers).Put([]byte("b"), []byte("\x01garbage")))
+		return root.Bucket(bucketTriggers).Put([]byte("d"), []byte{recordVersion, 1, 5, 0, 0x80})
+	})
+
+	var logs logBuffer
+	s = openTest(t, path, &Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if _, err := s.Get(ctx, "b"); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"b"`) {
+		t.Fatalf("Get of a corrupt record: %v, want ErrCorrupt naming b", err)
+	}
+	if _, err := s.Claim(ctx, "b", claimFor("o", t0)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Claim of a corrupt record: %v, want ErrCorrupt", err)
+	}
+	refs, err := s.Due(ctx, trigger.DueQuery{Now: t0, Until: t0, Limit: 10})
+	must(t, err)
+	if ids(refs) != "a,c" {
+		t.Fatalf("Due = %v, want a,c", refs)
+	}
+	list, err := s.List(ctx, trigger.ListQuery{State: trigger.StateScheduled, Limit: 10})
+	must(t, err)
+	if len(list) != 2 || list[0].ID != "a" || list[1].ID != "c" {
+		t.Fatalf("List = %v, want a, c", list)
+	}
+	if n, err := s.Purge(ctx, trigger.PurgeQuery{State: trigger.StateCompleted, Before: at(time.Hour), Limit: 10}); err != nil || n != 0 {
+		t.Fatalf("Purge = %d, %v; want 0 (the completed record is corrupt)", n, err)
+	}
+	for _, id := range []string{"b", "d"} {
+		if !strings.Contains(logs.String(), "trigger_id="+id) {
+			t.Errorf("no log names corrupt trigger %s; logs:\n%s", id, logs.String())
+		}
+	}
+	// The rest keeps working, and Delete removes the garbage.
+	must(t, s.Delete(ctx, "b"))
+	must(t, s.Delete(ctx, "d"))
+	if _, err := s.Get(ctx, "b"); !errors.Is(err, trigger.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	refs, err = s.Due(ctx, trigger.DueQuery{Now: t0, Until: t0, Limit: 10})
+	must(t, err)
+	if ids(refs) != "a,c" {
+		t.Fatalf("Due after Delete = %v, want a,c", refs)
+	}
+	n, err := s.Purge(ctx, trigger.PurgeQuery{State: trigger.StateCompleted, Before: at(time.Hour), Limit: 10})
+	if err != nil || n != 0 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	// The entries the deleted garbage left in the due and final indexes
+	// were removed (the due one by a background write: Close flushes it).
+	must(t, s.Close())
+	withDB(t, path, func(root *bbolt.Bucket) error {
+		for _, name := range [][]byte{bucketDue, bucketFinal} {
+			c := root.Bucket(name).Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				if bytes.HasSuffix(k, []byte("b")) || bytes.HasSuffix(k, []byte("d")) {
+					t.Errorf("bucket %s still has key %q", name, k)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestDueOrderAndCursor(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	mk := func(id string, due time.Duration, prio int) trigger.Trigger {
+		tr := next(id, at(due))
+		tr.Priority = prio
+		return tr
+	}
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{
+		mk("late", 3*time.Second, 0),
+		mk("b", time.Second, 0),
+		mk("a", time.Second, 0),
+		mk("high", time.Second, 5),
+		mk("low", time.Second, -5),
+		mk("first", 0, trigger.MinPriority),
+		mk("future", time.Hour, trigger.MaxPriority),
+		{ID: "w", Type: trigger.TypeManual},
+	}))
+	due := func(q trigger.DueQuery) string {
+		q.Limit = max(q.Limit, 1)
+		refs, err := s.Due(ctx, q)
+		must(t, err)
+		return ids(refs)
+	}
+	q := trigger.DueQuery{Now: at(10 * time.Second), Until: at(10 * time.Second), Limit: 100}
+	if got := due(q); got != "first,high,a,b,low,late" {
+		t.Fatalf("Due = %s", got)
+	}
+	// Paging with After returns the same order.
+	var paged []string
+	q.Limit = 2
+	for {
+		refs, err := s.Due(ctx, q)
+		must(t, err)
+		if len(refs) == 0 {
+			break
+		}
+		paged = append(paged, ids(refs))
+		q.After = refs[len(refs)-1]
+	}
+	if got := strings.Join(paged, ","); got != "first,high,a,b,low,late" {
+		t.Fatalf("paged Due = %s", got)
+	}
+	// An After without an ID is a time window.
+	if got := due(trigger.DueQuery{Now: t0, Until: at(3 * time.Second), After: trigger.Ref{DueAt: at(time.Second)}, Limit: 10}); got != "late" {
+		t.Fatalf("Due after 1s = %s, want late", got)
+	}
+
+	// A live lease hides its trigger; an expired one shows it at the lease
+	// deadline.
+	c, err := s.Claim(ctx, "first", trigger.Claim{Owner: "o", Now: t0, Until: at(2 * time.Second)})
+	must(t, err)
+	if got := due(trigger.DueQuery{Now: at(time.Second), Until: at(10 * time.Second), Limit: 100}); got != "high,a,b,low,late" {
+		t.Fatalf("Due with a live lease = %s", got)
+	}
+	refs, err := s.Due(ctx, trigger.DueQuery{Now: at(2 * time.Second), Until: at(10 * time.Second), Limit: 100})
+	must(t, err)
+	if ids(refs) != "high,a,b,low,first,late" || !refs[4].DueAt.Equal(at(2*time.Second)) {
+		t.Fatalf("Due with an expired lease = %v", refs)
+	}
+	must(t, s.Finish(ctx, "first", c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(time.Second)}))
+	if got := due(trigger.DueQuery{Now: at(2 * time.Second), Until: at(10 * time.Second), Limit: 100}); got != "high,a,b,low,late" {
+		t.Fatalf("Due after Finish = %s", got)
+	}
+}
+
+// block holds the committer until the returned function is called.
+func block(s *Store) (release func()) {
+	held, gate := make(chan struct{}), make(chan struct{})
+	s.writeLazy(func(*writeTx) error {
+		close(held)
+		<-gate
+		return nil
+	})
+	<-held
+	return func() { close(gate) }
+}
+
+func TestContextEndsWhileQueued(t *testing.T) {
+	t.Parallel()
+	s, _ := newTest(t)
+	release := block(s)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- s.Save(ctx, t0, next("a", t0)) }()
+	time.Sleep(10 * time.Millisecond) // let Save queue (the result is the same if it has not)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Save: %v, want context.Canceled", err)
+	}
+	release()
+	// A withdrawn write is never applied.
+	must(t, s.Save(t.Context(), t0, next("b", t0)))
+	if _, err := s.Get(t.Context(), "a"); !errors.Is(err, trigger.ErrNotFound) {
+		t.Fatalf("Get of the withdrawn trigger: %v, want ErrNotFound", err)
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	must(t, s.Save(ctx, t0, next("dup", t0)))
+	release := block(s)
+	before := s.commits.Load()
+	// While the committer is held, 64 writers queue; one of them fails.
+	errs := make([]error, 64)
+	var wg sync.WaitGroup
+	for i := range errs {
+		id := fmt.Sprint("t", i)
+		if i == 7 {
+			id = "dup"
+		}
+		wg.Go(func() { errs[i] = s.Save(ctx, t0, next(id, t0)) })
+	}
+	for {
+		s.qmu.Lock()
+		n := len(s.queue)
+		s.qmu.Unlock()
+		if n == len(errs) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if want := error(nil); i == 7 {
+			if !errors.Is(err, trigger.ErrDuplicate) {
+				t.Errorf("Save of the duplicate: %v", err)
+			}
+		} else if err != want {
+			t.Errorf("Save %d: %v", i, err)
+		}
+	}
+	// One commit for the blocker, one for all 64 writers.
+	if n := s.commits.Load() - before; n != 2 {
+		t.Errorf("%d commits, want 2", n)
+	}
+	list, err := s.List(ctx, trigger.ListQuery{State: trigger.StateScheduled, Limit: 100})
+	must(t, err)
+	if len(list) != 64 {
+		t.Errorf("%d triggers stored, want 64", len(list))
+	}
+}
