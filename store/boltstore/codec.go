@@ -263,7 +263,9 @@ func decodeRecord(id string, data []byte) (record, error) {
 			d.fail(errTruncated)
 			n = 0
 		}
-		t.TraceContext = make(map[string]string, n)
+		if n > 0 {
+			t.TraceContext = make(map[string]string, n)
+		}
 		for range n {
 			var k, v string
 			d.str(fTrace, fTrace, &k)
