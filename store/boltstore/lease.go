@@ -49,6 +49,7 @@ type lease struct {
 	attempt   int
 	priority  int // to order the trigger in the due scan once expired
 	claimedAt time.Time
+	updatedAt time.Time // the claim's or the last Extend's now
 	recovered bool
 	endedTx   int // transaction that ended the lease, 0 while it lasts
 }
@@ -64,7 +65,7 @@ func (l *lease) overlay(t *trigger.Trigger) {
 	t.State = trigger.StateRunning
 	t.Owner, t.LeaseUntil, t.Token = l.owner, l.until, l.token
 	t.Attempt, t.Recovered = l.attempt, l.recovered
-	t.UpdatedAt = l.claimedAt
+	t.UpdatedAt = l.updatedAt
 }
 
 // Fencing tokens come from one counter per file. Every token handed out is
@@ -118,6 +119,9 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 		return trigger.Trigger{}, err
 	}
 	if err := c.Validate(); err != nil {
+		return trigger.Trigger{}, err
+	}
+	if err := checkID(id); err != nil {
 		return trigger.Trigger{}, err
 	}
 	if err := s.usable(); err != nil {
@@ -186,6 +190,7 @@ func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) 
 		attempt:   attempt + 1,
 		priority:  t.Priority,
 		claimedAt: c.Now,
+		updatedAt: c.Now,
 		recovered: recovered,
 	}
 	s.leases[id] = l
@@ -218,6 +223,9 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkID(id); err != nil {
+		return err
+	}
 	if now.IsZero() || !until.After(now) {
 		return fmt.Errorf("%w: lease deadline %v is not after now %v", trigger.ErrInvalid, until, now)
 	}
@@ -230,7 +238,7 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 	if l == nil || l.token != token || l.endedTx != 0 {
 		return s.leaseLost(id, token)
 	}
-	l.until = until
+	l.until, l.updatedAt = until, now
 	return nil
 }
 

@@ -45,6 +45,9 @@ func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
 	if err := ctx.Err(); err != nil {
 		return trigger.Trigger{}, err
 	}
+	if err := checkID(id); err != nil {
+		return trigger.Trigger{}, err
+	}
 	if err := s.usable(); err != nil {
 		return trigger.Trigger{}, err
 	}

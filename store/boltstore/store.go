@@ -301,6 +301,14 @@ func (s *Store) dbErr(err error) error {
 	return fmt.Errorf("boltstore: %w", err)
 }
 
+// checkID refuses an empty ID with ErrInvalid.
+func checkID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty trigger ID", trigger.ErrInvalid)
+	}
+	return nil
+}
+
 func corrupt(id string, err error) error {
 	return fmt.Errorf("%w: trigger %q: %v", ErrCorrupt, id, err)
 }

@@ -84,6 +84,9 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	if err := checkID(id); err != nil {
+		return err
+	}
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -209,6 +212,9 @@ func (s *Store) update(ctx context.Context, id string, fn func(w *writeTx, old *
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkID(id); err != nil {
+		return err
+	}
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -234,6 +240,9 @@ func (s *Store) update(ctx context.Context, id string, fn func(w *writeTx, old *
 // decode.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
 		return err
 	}
 	if err := s.usable(); err != nil {
