@@ -1,0 +1,611 @@
+package wheel
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+	"unsafe"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// base is a tick number aligned on every level, so slot numbers in the
+// tables below read directly from the offsets.
+const base = 5 << topBits
+
+// at returns the instant of tick base+ticks (1 ms ticks) plus extra.
+func at(ticks int64, extra time.Duration) time.Time {
+	return time.Unix(0, (base+ticks)*int64(time.Millisecond)).Add(extra)
+}
+
+// where describes the list holding t: "L<level>/<slot>", "due", "overflow"
+// or "unarmed".
+func where[T any](t *Timer[T]) string {
+	i := int(t.pos) - 1
+	switch {
+	case i < 0:
+		return "unarmed"
+	case i < level0Slots:
+		return fmt.Sprintf("L0/%d", i)
+	case i < numSlots:
+		return fmt.Sprintf("L%d/%d", (i-level0Slots)/upperSlots+1, (i-level0Slots)%upperSlots)
+	case i == listOverflow:
+		return "overflow"
+	}
+	return "due"
+}
+
+// check verifies every structural invariant of w. It must not be called from
+// a fire callback.
+func check[T any](t *testing.T, w *Wheel[T]) {
+	t.Helper()
+	n := 0
+	for i := range numLists {
+		var prev *Timer[T]
+		for tm := w.heads[i]; tm != nil; prev, tm = tm, tm.next {
+			n++
+			if tm.prev != prev || int(tm.pos) != i+1 {
+				t.Fatalf("list %d: broken links or pos %d", i, tm.pos)
+			}
+			tick := w.tickOf(tm)
+			if tick < w.mins[i] {
+				t.Fatalf("list %d: tick %d below its minimum %d", i, tick, w.mins[i])
+			}
+			if i >= listDue && i < listOverflow {
+				if tick > w.cur {
+					t.Fatalf("due timer at tick %d after cur %d", tick, w.cur)
+				}
+				continue
+			}
+			want := -1
+			if tick > w.cur {
+				want = listOf(w.cur, tick)
+			}
+			if want != i {
+				t.Fatalf("timer at tick %d (cur %d) in list %d, want %d", tick, w.cur, i, want)
+			}
+		}
+		if i < numSlots && (w.heads[i] != nil) != (w.occupied[i/64]&(1<<(i%64)) != 0) {
+			t.Fatalf("slot %d: occupancy bit disagrees with its list", i)
+		}
+	}
+	if n != w.n {
+		t.Fatalf("%d timers linked, Len %d", n, w.n)
+	}
+}
+
+// listOf is the placement rule written the slow way, to check place against.
+func listOf(cur, tick int64) int {
+	if cur>>level0Bits == tick>>level0Bits {
+		return int(tick % level0Slots)
+	}
+	for l := range upperLevels {
+		if cur>>(level0Bits+(l+1)*upperBits) == tick>>(level0Bits+(l+1)*upperBits) {
+			return level0Slots + l*upperSlots + int(tick>>(level0Bits+l*upperBits)%upperSlots)
+		}
+	}
+	return listOverflow
+}
+
+func TestPlacement(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		cur  int64         // ticks after base
+		when time.Time     // instant to arm for
+		want string        // list, as returned by where
+	}{
+		{"now is due", 0, at(0, 0), "due"},
+		{"past is due", 0, at(-1000, 0), "due"},
+		{"zero time is due", 0, time.Time{}, "due"},
+		{"1ns ahead rounds up to the next tick", 0, at(0, 1), "L0/1"},
+		{"just under a tick", 0, at(0, ms-1), "L0/1"},
+		{"one tick", 0, at(1, 0), "L0/1"},
+		{"end of level 0", 0, at(255, 0), "L0/255"},
+		{"1ns past level 0 rounds into level 1", 0, at(255, 1), "L1/1"},
+		{"start of level 1", 0, at(256, 0), "L1/1"},
+		{"end of level 1", 0, at(1<<14-1, 0), "L1/63"},
+		{"start of level 2", 0, at(1<<14, 0), "L2/1"},
+		{"level 2 slot by bits 14..19", 0, at(5<<14+77, 0), "L2/5"},
+		{"start of level 3", 0, at(1<<20, 0), "L3/1"},
+		{"end of level 3", 0, at(1<<26-1, 0), "L3/63"},
+		{"past level 3 is overflow", 0, at(1<<26, 0), "overflow"},
+		{"far future is overflow", 0, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), "overflow"},
+		{"near but across a 256 block", 200, at(300, 0), "L1/1"},
+		{"same block after cur", 200, at(255, 0), "L0/255"},
+		{"behind cur in the same block is due", 200, at(100, 0), "due"},
+		{"near but across the top block", 1<<26 - 1, at(1<<26, 0), "overflow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := New[int](ms, at(tt.cur, 0))
+			var tm Timer[int]
+			w.Add(&tm, tt.when)
+			if got := where(&tm); got != tt.want {
+				t.Errorf("placed in %s, want %s", got, tt.want)
+			}
+			check(t, w)
+		})
+	}
+}
+
+func TestCascade(t *testing.T) {
+	t.Parallel()
+	w := New[string](time.Millisecond, at(0, 0))
+	timers := map[string]*Timer[string]{}
+	for name, when := range map[string]int64{
+		"a": 300,                       // level 1 slot 1, then level 0 slot 44
+		"b": 1<<14 + 5<<8 + 7,          // level 2 slot 1, then level 1 slot 5, then level 0 slot 7
+		"c": 1<<26 + 3,                 // overflow, then level 0 slot 3
+		"d": 1<<26 + 2<<20 + 1<<14 + 1, // overflow, then level 3, 2, 1, 0
+	} {
+		timers[name] = &Timer[string]{Value: name}
+		w.Add(timers[name], at(when, 0))
+	}
+	steps := []struct {
+		to    int64             // Advance to base + to ticks
+		where map[string]string // expected lists afterwards
+		fired []string
+	}{
+		{255, map[string]string{"a": "L1/1", "b": "L2/1", "c": "overflow", "d": "overflow"}, nil},
+		{256, map[string]string{"a": "L0/44"}, nil},
+		{299, map[string]string{"a": "L0/44"}, nil},
+		{300, map[string]string{"a": "unarmed"}, []string{"a"}},
+		{1 << 14, map[string]string{"b": "L1/5"}, nil},
+		{1<<14 + 5<<8, map[string]string{"b": "L0/7"}, nil},
+		{1<<14 + 5<<8 + 7, map[string]string{"b": "unarmed"}, []string{"b"}},
+		{1 << 26, map[string]string{"c": "L0/3", "d": "L3/2"}, nil},
+		// One jump fires c and cascades d through every level on the way.
+		{1<<26 + 2<<20 + 1<<14 + 1, map[string]string{"c": "unarmed", "d": "unarmed"}, []string{"c", "d"}},
+	}
+	for _, s := range steps {
+		var fired []string
+		w.Advance(at(s.to, 0), func(tm *Timer[string]) { fired = append(fired, tm.Value) })
+		if !slices.Equal(fired, s.fired) {
+			t.Errorf("advance to +%d fired %v, want %v", s.to, fired, s.fired)
+		}
+		for name, want := range s.where {
+			if got := where(timers[name]); got != want {
+				t.Errorf("after advance to +%d: %s in %s, want %s", s.to, name, got, want)
+			}
+		}
+		check(t, w)
+	}
+}
+
+func TestAddMovesAndRemove(t *testing.T) {
+	t.Parallel()
+	w := New[int](time.Millisecond, at(0, 0))
+	var a, b Timer[int]
+	if w.Remove(&a) || w.Armed(&a) {
+		t.Fatal("zero Timer reported armed")
+	}
+	w.Add(&a, at(10, 0))
+	w.Add(&b, at(10, 0))
+	w.Add(&a, at(5000, 0)) // move
+	if w.Len() != 2 || where(&a) != "L1/19" {
+		t.Fatalf("after move: Len %d, a in %s", w.Len(), where(&a))
+	}
+	if !w.Remove(&b) || w.Remove(&b) || w.Armed(&b) || w.Len() != 1 {
+		t.Fatal("Remove of b: want true once, then false, unarmed, Len 1")
+	}
+	check(t, w)
+	var fired []*Timer[int]
+	w.Advance(at(5000, 0), func(tm *Timer[int]) { fired = append(fired, tm) })
+	if len(fired) != 1 || fired[0] != &a || w.Len() != 0 {
+		t.Fatalf("fired %v, Len %d; want only a", fired, w.Len())
+	}
+	if got := a.When(); !got.Equal(at(5000, 0)) {
+		t.Errorf("When() = %v, want %v", got, at(5000, 0))
+	}
+}
+
+func TestFireCallback(t *testing.T) {
+	t.Parallel()
+	const ms = time.Millisecond
+
+	t.Run("remove pending and fired timers", func(t *testing.T) {
+		t.Parallel()
+		w := New[string](ms, at(0, 0))
+		a, b, c := &Timer[string]{Value: "a"}, &Timer[string]{Value: "b"}, &Timer[string]{Value: "c"}
+		w.Add(a, at(1, 0))
+		w.Add(b, at(2, 0))
+		w.Add(c, at(400, 0)) // another level, due in the same Advance
+		var fired []string
+		w.Advance(at(1000, 0), func(tm *Timer[string]) {
+			fired = append(fired, tm.Value)
+			switch tm {
+			case a:
+				if !w.Remove(c) {
+					t.Error("Remove of a pending timer from fire returned false")
+				}
+			case b:
+				if w.Remove(a) {
+					t.Error("Remove of an already fired timer returned true")
+				}
+			}
+		})
+		if !slices.Equal(fired, []string{"a", "b"}) || w.Len() != 0 {
+			t.Errorf("fired %v, Len %d; want [a b], 0", fired, w.Len())
+		}
+		check(t, w)
+	})
+
+	t.Run("re-add in the future fires again in the same Advance", func(t *testing.T) {
+		t.Parallel()
+		w := New[int](ms, at(0, 0))
+		tm := &Timer[int]{}
+		w.Add(tm, at(10, 0))
+		var fired []time.Time
+		w.Advance(at(35, 0), func(tm *Timer[int]) {
+			fired = append(fired, tm.When())
+			w.Add(tm, tm.When().Add(10*ms)) // a periodic timer catching up
+		})
+		want := []time.Time{at(10, 0), at(20, 0), at(30, 0)}
+		if !slices.EqualFunc(fired, want, time.Time.Equal) {
+			t.Errorf("fired at %v, want %v", fired, want)
+		}
+		if !w.Armed(tm) || !tm.When().Equal(at(40, 0)) {
+			t.Errorf("want re-armed for +40ms, got armed %v at %v", w.Armed(tm), tm.When())
+		}
+		check(t, w)
+	})
+
+	t.Run("re-add in the past fires at the next Advance", func(t *testing.T) {
+		t.Parallel()
+		w := New[int](ms, at(0, 0))
+		tm := &Timer[int]{}
+		w.Add(tm, at(-5, 0)) // already due
+		n := 0
+		fire := func(tm *Timer[int]) {
+			n++
+			w.Add(tm, at(-1000, 0))
+		}
+		for i := 1; i <= 3; i++ {
+			w.Advance(at(0, 0), fire)
+			if n != i || !w.Armed(tm) {
+				t.Fatalf("Advance %d: fired %d times, armed %v; want %d, true", i, n, w.Armed(tm), i)
+			}
+			check(t, w)
+		}
+		if next, ok := w.Next(); !ok || next.After(at(-1000, 0)) {
+			t.Errorf("Next = %v, %v; want the overdue instant", next, ok)
+		}
+	})
+
+	t.Run("move a pending timer away", func(t *testing.T) {
+		t.Parallel()
+		w := New[string](ms, at(0, 0))
+		a, b := &Timer[string]{Value: "a"}, &Timer[string]{Value: "b"}
+		w.Add(a, at(1, 0))
+		w.Add(b, at(1, 0)) // same tick as a
+		var fired []string
+		w.Advance(at(100, 0), func(tm *Timer[string]) {
+			fired = append(fired, tm.Value)
+			other := map[*Timer[string]]*Timer[string]{a: b, b: a}[tm]
+			if w.Armed(other) {
+				w.Add(other, at(200, 0))
+			}
+		})
+		if len(fired) != 1 || w.Len() != 1 {
+			t.Fatalf("fired %v, Len %d; want one fired, one moved", fired, w.Len())
+		}
+		check(t, w)
+		w.Advance(at(200, 0), func(tm *Timer[string]) { fired = append(fired, tm.Value) })
+		if len(fired) != 2 || fired[0] == fired[1] {
+			t.Errorf("fired %v, want a and b once each", fired)
+		}
+	})
+
+	t.Run("Advance from fire panics", func(t *testing.T) {
+		t.Parallel()
+		w := New[int](ms, at(0, 0))
+		w.Add(&Timer[int]{}, at(1, 0))
+		defer func() {
+			if recover() == nil {
+				t.Error("no panic")
+			}
+			w.Advance(at(2, 0), func(*Timer[int]) {}) // usable again
+		}()
+		w.Advance(at(1, 0), func(*Timer[int]) { w.Advance(at(1, 0), nil) })
+	})
+
+	t.Run("panic in fire keeps the rest armed", func(t *testing.T) {
+		t.Parallel()
+		w := New[int](ms, at(0, 0))
+		for i := range 3 {
+			w.Add(&Timer[int]{Value: i}, at(int64(i)*100, 0)) // 0 is due, 100 and 200 later
+		}
+		func() {
+			defer func() { _ = recover() }()
+			w.Advance(at(300, 0), func(*Timer[int]) { panic("boom") })
+		}()
+		check(t, w)
+		if w.Len() != 2 {
+			t.Fatalf("Len %d after the panic, want 2", w.Len())
+		}
+		n := 0
+		w.Advance(at(300, 0), func(*Timer[int]) { n++ })
+		if n != 2 || w.Len() != 0 {
+			t.Errorf("fired %d, Len %d; want 2, 0", n, w.Len())
+		}
+	})
+}
+
+func TestNext(t *testing.T) {
+	t.Parallel()
+	const ms = time.Millisecond
+	w := New[int](ms, at(0, 0))
+	if _, ok := w.Next(); ok {
+		t.Fatal("Next on an empty wheel reported a timer")
+	}
+	next := func() time.Time {
+		t.Helper()
+		n, ok := w.Next()
+		if !ok {
+			t.Fatal("Next reported no timer")
+		}
+		return n
+	}
+	far := &Timer[int]{}
+	w.Add(far, at(3<<26+12345, 0)) // overflow
+	if got := next(); !got.Equal(at(3<<26+12345, 0)) {
+		t.Errorf("overflow only: Next %v", got)
+	}
+	mid := &Timer[int]{}
+	w.Add(mid, at(70000, 1)) // level 2, not on the grid: rounds up
+	if got := next(); !got.Equal(at(70001, 0)) {
+		t.Errorf("level 2: Next %v, want %v", got, at(70001, 0))
+	}
+	w.Add(&Timer[int]{}, at(70001+50, 0)) // same level-2 slot, later
+	near := &Timer[int]{}
+	w.Add(near, at(7, 0))
+	if got := next(); !got.Equal(at(7, 0)) {
+		t.Errorf("level 0: Next %v", got)
+	}
+	w.Remove(near)
+	if got := next(); !got.Equal(at(70001, 0)) {
+		t.Errorf("after removing the level-0 timer: Next %v", got)
+	}
+	// Removing the earliest of an upper slot leaves Next early; one empty
+	// Advance there makes it exact.
+	w.Remove(mid)
+	if got := next(); got.After(at(70051, 0)) {
+		t.Errorf("after removing the earliest of a slot: Next %v, later than the next timer", got)
+	}
+	w.Advance(next(), func(*Timer[int]) { t.Error("fired early") })
+	if got := next(); !got.Equal(at(70051, 0)) {
+		t.Errorf("after the empty Advance: Next %v, want %v", got, at(70051, 0))
+	}
+	due := &Timer[int]{}
+	w.Add(due, at(-10, 0))
+	if got := next(); !got.Equal(at(-10, 0)) {
+		t.Errorf("with an overdue timer: Next %v, want %v", got, at(-10, 0))
+	}
+	w.Remove(due)
+	w.Add(far, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+	w.Advance(at(1<<30, 0), func(*Timer[int]) {})
+	if got := next(); !got.Equal(time.Unix(0, 1<<63-1)) {
+		t.Errorf("beyond 2262: Next %v, want the clamped maximum", got)
+	}
+	check(t, w)
+}
+
+// TestDriveByNext drives the wheel as the scheduler does, advancing only to
+// the instants Next reports: every timer must fire exactly at its instant
+// rounded up to the tick, and the wake-ups that fire nothing must not
+// outnumber the removals that made Next early.
+func TestDriveByNext(t *testing.T) {
+	t.Parallel()
+	for _, removals := range []int{0, 300} {
+		t.Run(fmt.Sprint("removals=", removals), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(7, uint64(removals)))
+			const tick = 3 * time.Millisecond // not a divisor of a second
+			start := time.Date(2031, 5, 6, 7, 8, 9, 10, time.UTC)
+			w := New[int](tick, start)
+			timers := make([]Timer[int], 2000)
+			for i := range timers {
+				w.Add(&timers[i], start.Add(randOffset(rng, int64(tick))))
+			}
+			for range removals {
+				w.Remove(&timers[rng.IntN(len(timers))])
+			}
+			check(t, w)
+			empty := 0
+			for w.Len() > 0 {
+				now, _ := w.Next()
+				fired := 0
+				w.Advance(now, func(tm *Timer[int]) {
+					fired++
+					if want := roundUp(tm.When(), tick); !now.Equal(want) && !tm.When().Before(start) {
+						t.Errorf("timer due %v fired at %v, want %v", tm.When(), now, want)
+					}
+				})
+				if fired == 0 {
+					empty++
+				}
+			}
+			check(t, w)
+			if empty > removals {
+				t.Errorf("%d empty wake-ups for %d removals", empty, removals)
+			}
+			t.Logf("%d empty wake-ups for %d removals", empty, removals)
+		})
+	}
+}
+
+func roundUp(t time.Time, tick time.Duration) time.Time {
+	if r := t.Truncate(tick); !r.Equal(t) {
+		return r.Add(tick)
+	}
+	return t
+}
+
+// randOffset returns an offset in nanoseconds spread over every level, the
+// overflow and the past, rarely on the tick grid.
+func randOffset(rng *rand.Rand, tick int64) time.Duration {
+	var span int64
+	switch r := rng.IntN(20); {
+	case r < 2:
+		return -time.Duration(rng.Int64N(1000 * tick))
+	case r < 3:
+		return time.Duration(rng.Int64N(3) * tick) // on the grid
+	case r < 8:
+		span = 300
+	case r < 12:
+		span = 1 << 15
+	case r < 15:
+		span = 1 << 21
+	case r < 18:
+		span = 1 << 27
+	default:
+		span = 1 << 30
+	}
+	return time.Duration(rng.Int64N(span * tick))
+}
+
+// TestAgainstReference runs random Add, Remove and Advance calls against a
+// map of armed timers and checks that each Advance fires exactly the timers
+// due by then, none early, none twice, none lost, in tick order.
+func TestAgainstReference(t *testing.T) {
+	t.Parallel()
+	for _, tick := range []time.Duration{1, time.Millisecond, 7 * time.Microsecond} {
+		for _, removes := range []bool{false, true} {
+			t.Run(fmt.Sprintf("tick=%v/removes=%v", tick, removes), func(t *testing.T) {
+				t.Parallel()
+				for seed := range uint64(8) {
+					runReference(t, int64(tick), removes, seed)
+				}
+			})
+		}
+	}
+}
+
+func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(tick)))
+	now := time.Date(2030, 1, 1, 0, 0, 0, 123456789, time.UTC).UnixNano()
+	w := New[int](time.Duration(tick), time.Unix(0, now))
+	cur := floorDiv(now, tick) // the reference's idea of the wheel position
+	timers := make([]Timer[int], 200)
+	for i := range timers {
+		timers[i].Value = i
+	}
+	armed := map[int]int64{} // timer index -> when
+	ceilTick := func(when int64) int64 { return -floorDiv(-when, tick) }
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d: "+format, append([]any{seed}, args...)...)
+	}
+
+	for step := range 2000 {
+		switch r := rng.IntN(10); {
+		case r < 5: // Add, or move an armed timer when removes is set
+			i := rng.IntN(len(timers))
+			if _, ok := armed[i]; ok && !removes {
+				continue
+			}
+			when := now + int64(randOffset(rng, tick))
+			w.Add(&timers[i], time.Unix(0, when))
+			armed[i] = when
+		case r < 7 && removes:
+			i := rng.IntN(len(timers))
+			_, want := armed[i]
+			if got := w.Remove(&timers[i]); got != want {
+				fail("step %d: Remove = %v, want %v", step, got, want)
+			}
+			delete(armed, i)
+		default:
+			switch r := rng.IntN(10); {
+			case r < 1: // same instant
+			case r < 4:
+				now += rng.Int64N(3 * tick)
+			case r < 7:
+				now += rng.Int64N(300 * tick)
+			case r < 9:
+				now += rng.Int64N(1 << 16 * tick)
+			default:
+				now += rng.Int64N(1 << 28 * tick)
+			}
+			startCur := cur
+			cur = max(cur, floorDiv(now, tick))
+			var fired []int
+			var lastTick int64
+			w.Advance(time.Unix(0, now), func(tm *Timer[int]) {
+				i := tm.Value
+				when, ok := armed[i]
+				switch {
+				case !ok:
+					fail("step %d: fired timer %d that is not armed (or twice)", step, i)
+				case when > now:
+					fail("step %d: fired timer %d due %d early at %d", step, i, when, now)
+				case w.Armed(tm):
+					fail("step %d: timer still armed in fire", step)
+				}
+				if ct := ceilTick(when); ct > startCur {
+					if ct < lastTick {
+						fail("step %d: fired tick %d after tick %d", step, ct, lastTick)
+					}
+					lastTick = ct
+				}
+				delete(armed, i)
+				fired = append(fired, i)
+			})
+			for i, when := range armed {
+				if ceilTick(when) <= cur {
+					fail("step %d: timer %d due at tick %d not fired by tick %d (fired %v)", step, i, ceilTick(when), cur, fired)
+				}
+			}
+		}
+
+		check(t, w)
+		if w.Len() != len(armed) {
+			fail("step %d: Len %d, want %d", step, w.Len(), len(armed))
+		}
+		for i := range timers {
+			if _, want := armed[i]; w.Armed(&timers[i]) != want {
+				fail("step %d: Armed(%d) = %v, want %v", step, i, !want, want)
+			}
+		}
+		next, ok := w.Next()
+		if ok != (len(armed) > 0) {
+			fail("step %d: Next ok = %v with %d armed", step, ok, len(armed))
+		}
+		if !ok {
+			continue
+		}
+		earliest := int64(1<<63 - 1)
+		for _, when := range armed {
+			earliest = min(earliest, ceilTick(when))
+		}
+		got := floorDiv(next.UnixNano(), tick)
+		if got > earliest || (!removes && got != earliest) {
+			fail("step %d: Next at tick %d, earliest timer at tick %d", step, got, earliest)
+		}
+	}
+}
+
+func TestTimerSize(t *testing.T) {
+	t.Parallel()
+	size := unsafe.Sizeof(Timer[[24]byte]{})
+	t.Logf("unsafe.Sizeof(Timer[[24]byte]) = %d bytes", size)
+	if unsafe.Sizeof(uintptr(0)) == 8 && size > 56 {
+		t.Errorf("Timer[[24]byte] is %d bytes, want at most 24 + 2 links + when + pos = 56", size)
+	}
+}
+
+func TestNewPanicsOnBadTick(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if recover() == nil {
+			t.Error("New with a zero tick did not panic")
+		}
+	}()
+	New[int](0, time.Now())
+}
