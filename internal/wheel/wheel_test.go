@@ -96,9 +96,9 @@ func TestPlacement(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name string
-		cur  int64         // ticks after base
-		when time.Time     // instant to arm for
-		want string        // list, as returned by where
+		cur  int64     // ticks after base
+		when time.Time // instant to arm for
+		want string    // list, as returned by where
 	}{
 		{"now is due", 0, at(0, 0), "due"},
 		{"past is due", 0, at(-1000, 0), "due"},
