@@ -23,8 +23,14 @@
 // by time and every level is later than the one below. When the current tick
 // enters the range of an upper slot, that slot's timers are placed again
 // (cascaded) and land on lower levels; when it enters a new 2^26-tick block
-// the overflow list is placed again. A timer is therefore moved at most four
-// times in its life.
+// the overflow list is placed again. A timer on the levels therefore moves at
+// most three times; one in the overflow is looked at again once per 2^26
+// ticks until it comes within reach.
+//
+// 256 one-tick slots keep the next quarter second (at 1 ms) exact without
+// cascading, and 64-slot upper levels match one bitmap word each. Four levels
+// reach 18.6 hours at the default 1 ms tick, more than the scheduler's
+// horizon, so the overflow stays empty in normal use.
 //
 // Each level keeps an occupancy bitmap, and each list the smallest tick added
 // to it, so the next tick with work to do is found in a handful of word
@@ -77,10 +83,11 @@ type Timer[T any] struct {
 // 1678–2262 are clamped to that range.
 func (t *Timer[T]) When() time.Time { return time.Unix(0, t.when) }
 
-// Wheel is a hierarchical timing wheel. See the package documentation.
+// Wheel is a hierarchical timing wheel. See the package documentation. Use
+// New: the zero Wheel is not usable.
 type Wheel[T any] struct {
 	tick int64 // nanoseconds
-	cur  int64 // current tick: every timer due at or before it is in a due list
+	cur  int64 // current tick; timers due at or before it are in a due list
 	n    int
 
 	// Timers armed for a tick at or before cur wait in due list gen until the
@@ -114,7 +121,7 @@ func (w *Wheel[T]) Len() int { return w.n }
 func (w *Wheel[T]) Armed(t *Timer[T]) bool { return t.pos != 0 }
 
 // Add arms t to fire at when, in O(1). Adding an armed timer moves it. A timer
-// whose tick the wheel has already passed fires at the next Advance.
+// for an instant the wheel has already passed fires at the next Advance.
 func (w *Wheel[T]) Add(t *Timer[T], when time.Time) {
 	if t.pos != 0 {
 		w.unlink(t)
