@@ -81,6 +81,7 @@ func BenchmarkAdvance(b *testing.B) {
 			fired := 0
 			fire := func(*Timer[payload]) { fired++ }
 			now := benchStart
+			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
 				for i := range timers {
