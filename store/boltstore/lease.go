@@ -52,6 +52,13 @@ type lease struct {
 	updatedAt time.Time // the claim's or the last Extend's now
 	recovered bool
 	endedTx   int // transaction that ended the lease, 0 while it lasts
+
+	// finishing counts the Finish calls with this lease's token in flight.
+	// While one is, the claim's own record is not written (the outcome
+	// overwrites it in the same or the next commit); skipped says it was
+	// left out, so a Finish that fails queues it again.
+	finishing int
+	skipped   bool
 }
 
 // visibleAt reports whether the lease is in effect for a reader whose
@@ -206,6 +213,10 @@ func (w *writeTx) persistClaim(l *lease) error {
 	if w.s.leases[l.id] != l || l.endedTx != 0 {
 		return nil // a newer claim, or the outcome, is on its way
 	}
+	if l.finishing > 0 {
+		l.skipped = true
+		return nil
+	}
 	old, err := w.get(l.id)
 	if err != nil || old == nil {
 		return err
@@ -216,6 +227,27 @@ func (w *writeTx) persistClaim(l *lease) error {
 	t.Owner, t.Token, t.Attempt = l.owner, l.token, l.attempt
 	t.UpdatedAt, t.LeaseUntil = l.claimedAt, l.claimedAt
 	return w.apply(change{old, &r})
+}
+
+// finishing notes a Finish with token in flight on id, and returns the
+// function to call when it is done (with its result); see lease.finishing.
+func (s *Store) finishing(id string, token uint64) (done func(error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[id]
+	if l == nil || l.token != token {
+		return func(error) {}
+	}
+	l.finishing++
+	return func(err error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		l.finishing--
+		if err != nil && l.skipped && s.leases[l.id] == l && l.endedTx == 0 {
+			l.skipped = false
+			s.writeLazy(func(w *writeTx) error { return w.persistClaim(l) })
+		}
+	}
 }
 
 // Extend implements trigger.Store. The new deadline is kept in memory only.

@@ -406,6 +406,12 @@ func TestDueOrderAndCursor(t *testing.T) {
 	}
 }
 
+func (s *Store) queued() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.queue)
+}
+
 // block holds the committer until the returned function is called.
 func block(s *Store) (release func()) {
 	held, gate := make(chan struct{}), make(chan struct{})
@@ -455,13 +461,7 @@ func TestGroupCommit(t *testing.T) {
 		}
 		wg.Go(func() { errs[i] = s.Save(ctx, t0, next(id, t0)) })
 	}
-	for {
-		s.qmu.Lock()
-		n := len(s.queue)
-		s.qmu.Unlock()
-		if n == len(errs) {
-			break
-		}
+	for s.queued() < len(errs) {
 		time.Sleep(time.Millisecond)
 	}
 	release()
@@ -483,5 +483,72 @@ func TestGroupCommit(t *testing.T) {
 	must(t, err)
 	if len(list) != 64 {
 		t.Errorf("%d triggers stored, want 64", len(list))
+	}
+}
+
+// crashCopy returns a copy of the file as a crash at this instant would
+// leave it: everything committed, nothing else.
+func crashCopy(t *testing.T, s *Store) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "crashed.db")
+	must(t, s.db.View(func(tx *bbolt.Tx) error { return tx.CopyFile(path, 0o600) }))
+	return path
+}
+
+func TestCrashKeepsWhatReturned(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() { must(t, s.Save(ctx, t0, next(fmt.Sprint("t", i), t0))) })
+	}
+	wg.Wait()
+	c, err := s.Claim(ctx, "t0", claimFor("o", t0))
+	must(t, err)
+	must(t, s.Finish(ctx, "t0", c.Token, trigger.Outcome{Kind: trigger.OutcomeFail, Now: t0, Error: "boom",
+		FollowUps: []trigger.Trigger{next("follow", at(time.Hour))}}))
+
+	crashed := openTest(t, crashCopy(t, s), nil)
+	list, err := crashed.List(ctx, trigger.ListQuery{State: trigger.StateScheduled, Limit: 100})
+	must(t, err)
+	if len(list) != 32 { // t1..t31 and the follow-up
+		t.Fatalf("%d scheduled triggers after the crash, want 32", len(list))
+	}
+	got, err := crashed.Get(ctx, "t0")
+	must(t, err)
+	if got.State != trigger.StateFailed || got.LastError != "boom" || got.Attempt != 1 || got.Token != c.Token {
+		t.Fatalf("finished trigger after the crash: %+v", got)
+	}
+}
+
+// TestFailedFinishKeepsTheClaimRecord covers the claim record skipped
+// because a Finish was queued: when that Finish fails, the record is
+// written after all.
+func TestFailedFinishKeepsTheClaimRecord(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0)}))
+	release := block(s)
+	c, err := s.Claim(ctx, "a", claimFor("o", t0))
+	must(t, err)
+	finished := make(chan error)
+	go func() {
+		finished <- s.Finish(ctx, "a", c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: t0,
+			FollowUps: []trigger.Trigger{next("b", t0)}})
+	}()
+	for s.queued() < 2 { // the claim record and the Finish share a group
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if err := <-finished; !errors.Is(err, trigger.ErrDuplicate) {
+		t.Fatalf("Finish with an existing follow-up: %v, want ErrDuplicate", err)
+	}
+	must(t, s.Save(ctx, t0, next("c", t0))) // a commit after the re-queued record
+	got, err := openTest(t, crashCopy(t, s), nil).Get(ctx, "a")
+	must(t, err)
+	if got.State != trigger.StateRunning || got.Attempt != 1 || got.Token != c.Token {
+		t.Fatalf("claimed trigger after a crash: %+v; want running, attempt 1, token %d", got, c.Token)
 	}
 }

@@ -101,7 +101,8 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(w *writeTx) error {
+	done := s.finishing(id, token)
+	err = s.write(ctx, func(w *writeTx) error {
 		w.s.mu.Lock()
 		defer w.s.mu.Unlock()
 		old, err := w.get(id)
@@ -142,6 +143,8 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 		w.endLease(l)
 		return nil
 	})
+	done(err)
+	return err
 }
 
 // insert stores the new records and applies cs, or does nothing if one of
