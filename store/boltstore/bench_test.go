@@ -141,4 +141,3 @@ func BenchmarkDue(b *testing.B) {
 		}
 	}
 }
-
