@@ -203,6 +203,17 @@ const maxUnixSeconds = 1 << 62
 // that is not a well-formed version-1 record is an error. The record owns its
 // memory (nothing aliases data, which may be bbolt's mmap).
 func decodeRecord(id string, data []byte) (record, error) {
+	return decode(id, data, false)
+}
+
+// checkRecord checks data as decodeRecord does but returns only the fields
+// a due scan needs (type, state, times, priority, counters): it allocates
+// no strings, payload or trace context.
+func checkRecord(id string, data []byte) (record, error) {
+	return decode(id, data, true)
+}
+
+func decode(id string, data []byte, lite bool) (record, error) {
 	var r record
 	t := &r.t
 	t.ID = id
@@ -221,7 +232,7 @@ func decodeRecord(id string, data []byte) (record, error) {
 	case !t.Misfire.Valid():
 		return r, fmt.Errorf("unknown misfire policy %d", data[3])
 	}
-	d := decoder{b: data[4:]}
+	d := decoder{b: data[4:], lite: lite}
 	mask := d.uvarint()
 	if d.err == nil && mask&^fAll != 0 {
 		return r, fmt.Errorf("unknown fields %#x (written by a newer version?)", mask&^fAll)
@@ -236,7 +247,9 @@ func decodeRecord(id string, data []byte) (record, error) {
 		if d.err == nil && !validPayload(p) {
 			d.fail(errors.New("payload is not a JSON object"))
 		}
-		r.payload = bytes.Clone(p)
+		if !lite {
+			r.payload = bytes.Clone(p)
+		}
 	}
 	if mask&fPriority != 0 {
 		p := d.varint()
@@ -263,14 +276,16 @@ func decodeRecord(id string, data []byte) (record, error) {
 			d.fail(errTruncated)
 			n = 0
 		}
-		if n > 0 {
+		if n > 0 && !lite {
 			t.TraceContext = make(map[string]string, n)
 		}
 		for range n {
 			var k, v string
 			d.str(fTrace, fTrace, &k)
 			d.str(fTrace, fTrace, &v)
-			t.TraceContext[k] = v
+			if !lite {
+				t.TraceContext[k] = v
+			}
 		}
 	}
 	d.str(mask, fOwner, &t.Owner)
@@ -317,8 +332,9 @@ func (r *record) trigger() (trigger.Trigger, error) {
 // decoder reads a record body; the first error sticks and later reads
 // return zero values.
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	lite bool // check strings but do not copy them out
 }
 
 func (d *decoder) fail(err error) {
@@ -370,7 +386,9 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) str(mask, bit uint64, s *string) {
 	if mask&bit != 0 {
-		*s = string(d.bytes())
+		if b := d.bytes(); !d.lite {
+			*s = string(b)
+		}
 	}
 }
 

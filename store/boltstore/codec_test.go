@@ -101,6 +101,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord("id", b)
+		if _, cerr := checkRecord("id", b); (cerr == nil) != (err == nil) {
+			t.Fatalf("decodeRecord and checkRecord disagree on %x: %v, %v", b, err, cerr)
+		}
 		if err != nil {
 			return
 		}

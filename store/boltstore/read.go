@@ -166,8 +166,8 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		if err != nil {
 			continue
 		}
-		switch due, _, _ := indexKeys(&r.t); {
-		case !bytes.Equal(due, key):
+		switch at, ok := dueTime(&r.t); {
+		case !ok || !at.Equal(ref.DueAt) || r.t.Priority != ref.Priority:
 			s.repairDue(key)
 		case r.t.State == trigger.StateRunning && !r.t.LeaseUntil.After(q.Now),
 			r.t.State != trigger.StateRunning && !r.t.DueAt.After(q.Until):
@@ -195,17 +195,16 @@ func dueStart(a trigger.Ref) []byte {
 
 // dueRecord reads a record for the due scan, reporting one that does not
 // decode.
-func (s *Store) dueRecord(b buckets, id string) (*record, error) {
+func (s *Store) dueRecord(b buckets, id string) (record, error) {
 	v := b.triggers.Get([]byte(id))
 	if v == nil {
-		return nil, trigger.ErrNotFound
+		return record{}, trigger.ErrNotFound
 	}
-	r, err := decodeRecord(id, v)
+	r, err := checkRecord(id, v)
 	if err != nil {
 		s.reportCorrupt(id, err)
-		return nil, err
 	}
-	return &r, nil
+	return r, err
 }
 
 // repairDue removes, in the next commit, a due entry that does not match
