@@ -552,3 +552,189 @@ func TestFailedFinishKeepsTheClaimRecord(t *testing.T) {
 		t.Fatalf("claimed trigger after a crash: %+v; want running, attempt 1, token %d", got, c.Token)
 	}
 }
+
+// TestClaimRacesCancel: whatever the interleaving, every trigger ends
+// canceled, with no lease left, and a claim that won cannot finish.
+func TestClaimRacesCancel(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	const n = 200
+	var ts []trigger.Trigger
+	for i := range n {
+		ts = append(ts, next(fmt.Sprint("t", i), t0))
+	}
+	must(t, s.SaveBatch(ctx, t0, ts))
+	tokens := make([]uint64, n)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range n {
+			must(t, s.Cancel(ctx, ts[i].ID, at(time.Second)))
+		}
+	})
+	wg.Go(func() {
+		for i := range n {
+			c, err := s.Claim(ctx, ts[i].ID, claimFor("o", t0))
+			switch {
+			case err == nil:
+				tokens[i] = c.Token
+			case !errors.Is(err, trigger.ErrInvalidState):
+				t.Errorf("Claim(%s): %v", ts[i].ID, err)
+			}
+		}
+	})
+	wg.Wait()
+	for i, tr := range ts {
+		got, err := s.Get(ctx, tr.ID)
+		must(t, err)
+		if got.State != trigger.StateCanceled || got.Owner != "" {
+			t.Errorf("%s: %s owned by %q, want canceled", tr.ID, got.State, got.Owner)
+		}
+		if tokens[i] != 0 {
+			err := s.Finish(ctx, tr.ID, tokens[i], trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(time.Second)})
+			if !errors.Is(err, trigger.ErrLeaseLost) {
+				t.Errorf("%s: Finish after Cancel: %v, want ErrLeaseLost", tr.ID, err)
+			}
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.leases) != 0 || len(s.pending) != 0 {
+		t.Errorf("%d leases and %d pending marks left", len(s.leases), len(s.pending))
+	}
+}
+
+// TestTakeoverRacesFinish: when a lease has expired, its owner's Finish and
+// another owner's Claim race; exactly one wins and the store shows it.
+func TestTakeoverRacesFinish(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	const n = 100
+	for i := range n {
+		id := fmt.Sprint("t", i)
+		must(t, s.Save(ctx, t0, next(id, t0)))
+		c, err := s.Claim(ctx, id, claimFor("old", t0))
+		must(t, err)
+		later := at(2 * time.Minute) // the old lease has expired
+		var finishErr, claimErr error
+		var taken trigger.Trigger
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			finishErr = s.Finish(ctx, id, c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: later})
+		})
+		wg.Go(func() { taken, claimErr = s.Claim(ctx, id, claimFor("new", later)) })
+		wg.Wait()
+		got, err := s.Get(ctx, id)
+		must(t, err)
+		switch {
+		case finishErr == nil && errors.Is(claimErr, trigger.ErrInvalidState):
+			if got.State != trigger.StateCompleted {
+				t.Fatalf("%s: Finish won but the trigger is %s", id, got.State)
+			}
+		case claimErr == nil && errors.Is(finishErr, trigger.ErrLeaseLost):
+			if got.State != trigger.StateRunning || got.Owner != "new" || got.Token != taken.Token || !taken.Recovered || taken.Attempt != 2 {
+				t.Fatalf("%s: Claim won but the trigger is %+v (claim %+v)", id, got, taken)
+			}
+		default:
+			t.Fatalf("%s: Finish %v, Claim %v: want exactly one to win", id, finishErr, claimErr)
+		}
+	}
+}
+
+func TestClosed(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.Close())
+	must(t, s.Close())
+	if err := s.Save(ctx, t0, next("a", t0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Save after Close: %v", err)
+	}
+	if _, err := s.Get(ctx, "a"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v", err)
+	}
+	if _, err := s.Claim(ctx, "a", claimFor("o", t0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Claim after Close: %v", err)
+	}
+	if _, err := s.Due(ctx, trigger.DueQuery{Now: t0, Until: t0, Limit: 1}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Due after Close: %v", err)
+	}
+}
+
+func TestTokenReservation(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0), next("c", t0)}))
+	// Use up half the block: the next claim reserves another one.
+	s.mu.Lock()
+	s.lastToken = s.ceiling - tokenBlock/2
+	ceiling := s.ceiling
+	s.mu.Unlock()
+	a, err := s.Claim(ctx, "a", claimFor("o", t0))
+	must(t, err)
+	must(t, s.Save(ctx, t0, next("d", t0))) // commits after the reservation
+	s.mu.Lock()
+	if s.ceiling != ceiling+tokenBlock || s.reserving {
+		t.Errorf("ceiling %d (reserving %v), want %d", s.ceiling, s.reserving, ceiling+tokenBlock)
+	}
+	// Tokens beyond the reservation are refused, not handed out.
+	s.lastToken = s.ceiling
+	s.mu.Unlock()
+	if _, err := s.Claim(ctx, "b", claimFor("o", t0)); err == nil {
+		t.Error("claim beyond the reserved tokens succeeded")
+	}
+	must(t, s.Close())
+
+	s = openTest(t, path, nil)
+	c, err := s.Claim(ctx, "c", claimFor("o", t0))
+	must(t, err)
+	if c.Token <= a.Token || c.Token <= ceiling+tokenBlock {
+		t.Errorf("token after reopen %d, want above %d", c.Token, ceiling+tokenBlock)
+	}
+}
+
+// TestFailedCommit uses a file that may not grow: the writes of a failed
+// commit fail and change nothing, in the file or in memory, and the store
+// keeps working.
+func TestFailedCommit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "small.db")
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{MaxSize: 1 << 20, Timeout: time.Second})
+	must(t, err)
+	defer db.Close()
+	s, err := Wrap(db, &Options{Logger: slog.New(slog.DiscardHandler)})
+	must(t, err)
+	defer s.Close()
+	must(t, s.Save(ctx, t0, next("a", t0)))
+	c, err := s.Claim(ctx, "a", claimFor("o", t0))
+	must(t, err)
+
+	huge := strings.Repeat("x", 2<<20)
+	err = s.Finish(ctx, "a", c.Token, trigger.Outcome{Kind: trigger.OutcomeFail, Now: at(time.Second), Error: huge})
+	if err == nil || !strings.Contains(err.Error(), "maximum size") {
+		t.Fatalf("Finish beyond the file's size limit: %v, want a commit error", err)
+	}
+	big := next("big", t0)
+	big.Payload = trigger.Payload{"x": huge}
+	if err := s.Save(ctx, t0, big); err == nil {
+		t.Fatal("Save beyond the file's size limit succeeded")
+	}
+	// The lease is intact: the owner can extend and finish.
+	got, err := s.Get(ctx, "a")
+	must(t, err)
+	if got.State != trigger.StateRunning || got.Token != c.Token {
+		t.Fatalf("after the failed Finish: %+v", got)
+	}
+	must(t, s.Extend(ctx, "a", c.Token, at(time.Second), at(time.Hour)))
+	must(t, s.Finish(ctx, "a", c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(2 * time.Second)}))
+	if _, err := s.Get(ctx, "big"); !errors.Is(err, trigger.ErrNotFound) {
+		t.Fatalf("Get of the trigger whose Save failed: %v", err)
+	}
+}
