@@ -64,26 +64,12 @@ func ParseType(s string) (Type, error) {
 func (t Type) waitsForever() bool { return t == TypeManual || t == TypeEvent }
 
 // State is where a trigger is in its life. The store owns it: callers never
-// set it, the store sets it on every change.
-//
-//	          Schedule                       Fire / Resume
-//	             │                                 ▲
-//	             ▼                                 │
-//	┌──────► scheduled ──────┐              waiting (MANUAL/EVENT)
-//	│            │ claim     │ Cancel              │ Fire (claim)
-//	│            ▼           ▼                     ▼
-//	│  ┌─── running ──────► canceled ◄───────── running ...
-//	│  │      │  │  │ lease expires: claimable again (recovery)
-//	│  │      │  │  └──────────────► running (new owner, new token)
-//	│  │      │  └─ error, attempts left ─► retrying ─ claim ─► running
-//	│  │      ├─ error, no attempts left / Fail ─► failed ─ Retry ─► scheduled
-//	│  │      └─ success ─► completed
-//	│  └─ Snooze / Reschedule (checkpoint, next LOOP or CRON run)
-//	└──────────┘
+// set it, the store sets it on every change. The package documentation has
+// the state diagram.
 //
 // completed, failed and canceled are final: the trigger stays in the store
-// with its last error until it is purged by retention (failed and canceled
-// triggers can be sent back to scheduled with [Scheduler.Retry]).
+// until retention purges it (failed and canceled triggers can be sent back
+// to scheduled with [Scheduler.Retry]).
 type State uint8
 
 // The trigger states.

@@ -1,0 +1,868 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/triggerkit/trigger/internal/backoff"
+	"github.com/triggerkit/trigger/internal/wheel"
+)
+
+// ErrNotStarted is returned by Fire before Start: nothing would run the
+// claimed trigger.
+var ErrNotStarted = errors.New("trigger: scheduler not started")
+
+// Scheduler persists triggers in a Store, arms those due soon in a timing
+// wheel, claims each when it is due and runs it through a Consumer on a
+// bounded pool of workers. It is safe for concurrent use.
+//
+// Every path that can start a trigger (its timer, the periodic scan, Fire,
+// recovery at start, another scheduler on the same store) goes through the
+// store's claim, so a trigger never runs twice at once.
+type Scheduler struct {
+	store    Store
+	consumer Consumer
+	cfg      Config
+	log      *slog.Logger
+	backoff  backoff.Policy
+
+	mu         sync.Mutex
+	work       *sync.Cond // signaled when ready or fired grows, or on stop
+	phase      phase
+	wheel      *wheel.Wheel[entry]
+	tracked    map[string]*wheel.Timer[entry] // armed, queued or running here
+	ready      readyQueue                     // due, not yet claimed
+	fired      []Trigger                      // claimed by Fire, not yet started
+	running    map[string]*run
+	armedUntil time.Time // triggers due by then are armed when scheduled
+	wakeAt     time.Time // when the wheel driver wakes next
+	moreDue    bool      // the last scan left overdue triggers in the store
+
+	wake     chan struct{}           // pokes the wheel driver
+	scanNow  chan struct{}           // pokes the scanner
+	stopping chan struct{}           // closed by Stop
+	idle     chan struct{}           // closed when no run can start or be in progress
+	stopped  chan struct{}           // closed when every goroutine has returned
+	io       context.Context         // for store calls: never canceled
+	base     context.Context         // parent of every run's context
+	hardStop context.CancelCauseFunc // cancels base with errShutdown
+	wg       sync.WaitGroup          // workers, wheel and scan loops
+	hbWG     sync.WaitGroup          // the heartbeat, which outlives the workers
+}
+
+type phase uint8
+
+const (
+	phaseNew phase = iota
+	phaseStarted
+	phaseStopped
+)
+
+// entry is what the wheel and the ready queue hold for a trigger: just
+// enough to claim it and to order it.
+type entry struct {
+	id       string
+	priority int32
+	stage    stage
+}
+
+type stage uint8
+
+const (
+	stageArmed   stage = iota // in the wheel
+	stageQueued               // in the ready queue
+	stageRunning              // claimed by a worker or by Fire
+)
+
+// run is a trigger running here: what the heartbeat extends and Cancel stops.
+type run struct {
+	token  uint64
+	cancel context.CancelCauseFunc
+}
+
+var (
+	errLeaseLost = fmt.Errorf("run stopped: %w", ErrLeaseLost)
+	errCanceled  = errors.New("run stopped: trigger canceled")
+	errShutdown  = errors.New("run stopped: scheduler stopping")
+)
+
+// New returns a scheduler over store that runs triggers with consumer. It
+// validates cfg and reports how to fix a bad field. The scheduler does
+// nothing until Start; Schedule may be called before.
+func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
+	if store == nil {
+		return nil, invalidf("New: nil Store; use memstore.New() for an in-memory store")
+	}
+	if consumer == nil {
+		return nil, invalidf("New: nil Consumer; pass the Consumer that runs your triggers (trigger.ConsumerFunc adapts a function)")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Scheduler{
+		store:    store,
+		consumer: consumer,
+		cfg:      cfg,
+		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
+		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
+		tracked:  make(map[string]*wheel.Timer[entry]),
+		running:  make(map[string]*run),
+		wake:     make(chan struct{}, 1),
+		scanNow:  make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+		idle:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	s.work = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// NodeID returns the owner name of this scheduler's claims.
+func (s *Scheduler) NodeID() string { return s.cfg.NodeID }
+
+// Start starts the scheduler and returns at once. Its first act is
+// recovery: it reads the store for every trigger due within the horizon
+// (overdue ones first) and arms them; then it runs the timing wheel, the
+// periodic scan, the heartbeat and the workers until Stop. The values of
+// ctx (not its cancellation) are passed on to the runs; stop the scheduler
+// with Stop. Start fails after Stop or when called twice.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.phase {
+	case phaseStarted:
+		return errors.New("trigger: scheduler already started")
+	case phaseStopped:
+		return ErrStopped
+	}
+	s.phase = phaseStarted
+	s.io = context.WithoutCancel(ctx)
+	s.base, s.hardStop = context.WithCancelCause(s.io)
+	s.wheel = wheel.New[entry](s.cfg.Tick, time.Now())
+	s.wg.Go(s.scanLoop)
+	s.wg.Go(s.wheelLoop)
+	for range s.cfg.Workers {
+		s.wg.Go(s.worker)
+	}
+	s.hbWG.Go(s.heartbeatLoop)
+	go func() { // owned by Stop, which waits for stopped
+		s.wg.Wait()
+		close(s.idle)
+		s.hbWG.Wait()
+		s.hardStop(nil)
+		close(s.stopped)
+	}()
+	return nil
+}
+
+// Stop stops the scheduler: it stops claiming, lets running consumers
+// finish, records their outcomes and returns. Triggers that were armed or
+// queued but not claimed stay scheduled in the store; triggers claimed by
+// Fire but not started are given back. If ctx ends first, Stop cancels the
+// context of every run (whose consumer should then return; its trigger is
+// given back without using an attempt) and returns ctx.Err() without
+// waiting further; Stopped tells when everything has returned.
+//
+// Stop is idempotent and may be called on a scheduler never started. After
+// Stop, methods return ErrStopped; a scheduler cannot be restarted.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	switch s.phase {
+	case phaseNew:
+		s.phase = phaseStopped
+		close(s.stopping)
+		close(s.idle)
+		close(s.stopped)
+	case phaseStarted:
+		s.phase = phaseStopped
+		close(s.stopping)
+		s.work.Broadcast()
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		s.hardStop(errShutdown)
+		return ctx.Err()
+	}
+}
+
+// Stopped returns a channel closed when the scheduler has stopped and every
+// goroutine it started has returned.
+func (s *Scheduler) Stopped() <-chan struct{} { return s.stopped }
+
+func (s *Scheduler) isStopped() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Schedule validates t, fills its defaults, persists it and, when it is due
+// within the horizon, arms it. It returns the trigger's ID once the store
+// has it (for a durable store: once it is on disk).
+//
+// Defaults: an empty ID becomes a UUIDv7, a zero Type becomes TypeNext.
+// State, attempts and lease fields are ignored. A due time in the past means
+// now. A MANUAL or EVENT trigger without a due time waits until fired.
+//
+// Bad input gets an error wrapping ErrInvalid and stores nothing; an ID
+// already stored gets ErrDuplicate.
+func (s *Scheduler) Schedule(ctx context.Context, t Trigger) (string, error) {
+	if s.isStopped() {
+		return "", ErrStopped
+	}
+	now := time.Now()
+	prepare(&t, now)
+	if err := s.store.Save(ctx, now, t); err != nil {
+		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
+	}
+	s.armNew(t.ID, t.DueAt, t.Priority)
+	return t.ID, nil
+}
+
+// ScheduleBatch schedules every trigger of ts in one atomic store write, as
+// by Schedule: either all are stored or none. It returns their IDs in order.
+func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	if len(ts) == 0 {
+		return nil, invalidf("ScheduleBatch: no triggers")
+	}
+	now := time.Now()
+	batch := make([]Trigger, len(ts))
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		prepare(&t, now)
+		batch[i], ids[i] = t, t.ID
+	}
+	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
+		return nil, fmt.Errorf("schedule batch: %w", err)
+	}
+	for _, t := range batch {
+		s.armNew(t.ID, t.DueAt, t.Priority)
+	}
+	return ids, nil
+}
+
+// prepare fills the defaults of a trigger about to be saved and clears what
+// the store owns.
+func prepare(t *Trigger, now time.Time) {
+	if t.ID == "" {
+		t.ID = newID(now)
+	}
+	if t.Type == 0 {
+		t.Type = TypeNext
+	}
+	t.State, t.Attempt, t.Owner, t.LeaseUntil, t.Token, t.Recovered = 0, 0, "", time.Time{}, 0, false
+	t.CreatedAt, t.UpdatedAt, t.LastError = time.Time{}, time.Time{}, ""
+}
+
+// Get returns the stored trigger with the given id.
+func (s *Scheduler) Get(ctx context.Context, id string) (Trigger, error) {
+	if id == "" {
+		return Trigger{}, invalidf("Get: empty id")
+	}
+	return s.store.Get(ctx, id)
+}
+
+// Fire runs the trigger now, whatever its due time: a scheduled trigger
+// before its time, or a MANUAL or EVENT trigger that waits. It claims the
+// trigger like every other path, so a trigger that is running (here or on
+// another node) fails with ErrClaimed and a final one with ErrInvalidState.
+// It returns once the trigger is claimed and queued to run ahead of
+// triggers that are merely due.
+func (s *Scheduler) Fire(ctx context.Context, id string) error {
+	if id == "" {
+		return invalidf("Fire: empty id")
+	}
+	s.mu.Lock()
+	p := s.phase
+	s.mu.Unlock()
+	switch p {
+	case phaseNew:
+		return ErrNotStarted
+	case phaseStopped:
+		return ErrStopped
+	}
+	now := time.Now()
+	t, err := s.store.Claim(ctx, id, s.claim(now, true))
+	if err != nil {
+		return fmt.Errorf("fire %q: %w", id, err)
+	}
+	s.mu.Lock()
+	if s.phase != phaseStarted {
+		s.mu.Unlock()
+		s.release(t) // stopped while claiming: give it back
+		return ErrStopped
+	}
+	if old := s.tracked[id]; old != nil && old.Value.stage == stageArmed {
+		s.wheel.Remove(old)
+	}
+	s.tracked[id] = &wheel.Timer[entry]{Value: entry{id: id, priority: int32(t.Priority), stage: stageRunning}}
+	s.running[id] = &run{token: t.Token}
+	s.fired = append(s.fired, t)
+	s.work.Signal()
+	s.mu.Unlock()
+	return nil
+}
+
+// Cancel cancels a trigger: it will not run again. A run in progress here
+// has its context canceled; a run on another node loses its lease (its
+// outcome is refused). Canceling a canceled trigger does nothing; a
+// completed or failed one gets ErrInvalidState.
+func (s *Scheduler) Cancel(ctx context.Context, id string) error {
+	if id == "" {
+		return invalidf("Cancel: empty id")
+	}
+	if s.isStopped() {
+		return ErrStopped
+	}
+	if err := s.store.Cancel(ctx, id, time.Now()); err != nil {
+		return fmt.Errorf("cancel %q: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tm := s.tracked[id]; tm != nil && tm.Value.stage == stageArmed {
+		s.wheel.Remove(tm)
+		delete(s.tracked, id)
+	}
+	if r := s.running[id]; r != nil && r.cancel != nil {
+		r.cancel(errCanceled)
+	}
+	return nil
+}
+
+// Retry sends a failed (or canceled) trigger back to run now, with its
+// attempts starting over. Other states get ErrInvalidState.
+func (s *Scheduler) Retry(ctx context.Context, id string) error {
+	if id == "" {
+		return invalidf("Retry: empty id")
+	}
+	if s.isStopped() {
+		return ErrStopped
+	}
+	now := time.Now()
+	if err := s.store.Requeue(ctx, id, now, now); err != nil {
+		return fmt.Errorf("retry %q: %w", id, err)
+	}
+	t, err := s.store.Get(ctx, id)
+	if err == nil {
+		s.armNew(id, t.DueAt, t.Priority)
+	}
+	return nil
+}
+
+func (s *Scheduler) claim(now time.Time, force bool) Claim {
+	return Claim{Owner: s.cfg.NodeID, Now: now, Until: now.Add(s.cfg.LeaseDuration), Force: force}
+}
+
+// armNew arms a trigger this scheduler just stored, if it is due before the
+// end of the window the scanner has covered; later ones are the scanner's.
+// Reading armedUntil after the store write is what makes this safe: a scan
+// that moved the window before the write sees it in the store, and one
+// that moves it after the write is seen here.
+func (s *Scheduler) armNew(id string, due time.Time, priority int) {
+	if due.IsZero() {
+		return // waits to be fired
+	}
+	s.mu.Lock()
+	if s.phase == phaseStarted && !due.After(s.armedUntil) {
+		s.armLocked(id, due, priority, time.Now())
+	}
+	s.mu.Unlock()
+}
+
+// armLocked tracks a trigger: straight into the ready queue when it is due,
+// into the wheel otherwise. It does nothing for a trigger tracked already.
+func (s *Scheduler) armLocked(id string, due time.Time, priority int, now time.Time) {
+	if _, ok := s.tracked[id]; ok {
+		return
+	}
+	tm := &wheel.Timer[entry]{Value: entry{id: id, priority: int32(priority)}}
+	s.tracked[id] = tm
+	if !due.After(now) {
+		// Due already: straight to the ready queue. Adding and removing it
+		// records its due time, which orders the queue.
+		s.wheel.Add(tm, due)
+		s.wheel.Remove(tm)
+		s.enqueueLocked(tm)
+		return
+	}
+	s.wheel.Add(tm, due)
+	if due.Before(s.wakeAt) {
+		s.wakeAt = due
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Scheduler) enqueueLocked(tm *wheel.Timer[entry]) {
+	tm.Value.stage = stageQueued
+	s.ready.push(tm)
+	s.work.Signal()
+}
+
+// untrackLocked forgets tm unless the id is tracked by a newer entry.
+func (s *Scheduler) untrackLocked(id string, tm *wheel.Timer[entry]) {
+	if s.tracked[id] == tm {
+		delete(s.tracked, id)
+	}
+}
+
+// wheelLoop sleeps until the wheel's next expiry, then moves every expired
+// timer to the ready queue.
+func (s *Scheduler) wheelLoop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now := time.Now()
+		s.wheel.Advance(now, s.enqueueLocked)
+		next, ok := s.wheel.Next()
+		if !ok {
+			next = now.Add(time.Hour)
+		}
+		s.wakeAt = next
+		s.mu.Unlock()
+
+		timer.Reset(time.Until(next))
+		select {
+		case <-timer.C:
+		case <-s.wake:
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// worker runs triggers from the fired list and the ready queue until Stop.
+func (s *Scheduler) worker() {
+	for {
+		s.mu.Lock()
+		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted {
+			if s.moreDue {
+				s.moreDue = false
+				select {
+				case s.scanNow <- struct{}{}:
+				default:
+				}
+			}
+			s.work.Wait()
+		}
+		if s.phase != phaseStarted {
+			fired := s.fired
+			s.fired = nil
+			s.mu.Unlock()
+			for _, t := range fired {
+				s.release(t)
+			}
+			return
+		}
+		if n := len(s.fired); n > 0 {
+			t := s.fired[0]
+			s.fired[0] = Trigger{}
+			s.fired = s.fired[1:]
+			tm := s.tracked[t.ID]
+			s.mu.Unlock()
+			s.execute(t, tm)
+			continue
+		}
+		tm := s.ready.pop()
+		tm.Value.stage = stageRunning
+		s.mu.Unlock()
+
+		now := time.Now()
+		t, err := s.store.Claim(s.io, tm.Value.id, s.claim(now, false))
+		if err != nil {
+			s.claimFailed(tm, err)
+			continue
+		}
+		s.mu.Lock()
+		s.running[t.ID] = &run{token: t.Token}
+		s.mu.Unlock()
+		s.execute(t, tm)
+	}
+}
+
+// claimFailed handles a claim that lost: somebody else runs the trigger,
+// it was canceled or moved, or the store failed. In every case the store
+// still has it, so the scan finds it again if it needs running.
+func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
+	s.mu.Lock()
+	s.untrackLocked(tm.Value.id, tm)
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrClaimed), errors.Is(err, ErrNotDue), errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotFound):
+		s.log.Debug("trigger not claimed", slog.String("trigger_id", tm.Value.id), slog.Any("reason", err))
+	default:
+		s.log.Error("claim failed; the scan will retry", slog.String("trigger_id", tm.Value.id), slog.Any("error", err))
+	}
+}
+
+// execute runs a claimed trigger and records its outcome.
+func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
+	ctx, cancel := context.WithCancelCause(s.base)
+	defer cancel(nil)
+	if s.cfg.RunTimeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, s.cfg.RunTimeout)
+		defer stop()
+	}
+	s.mu.Lock()
+	r := s.running[t.ID]
+	r.cancel = cancel
+	s.mu.Unlock()
+
+	arg := t // the consumer may change its copy
+	err := s.call(NewContext(ctx, &arg), &arg)
+	cause := context.Cause(ctx)
+	var o Outcome
+	if err != nil && (cause == errLeaseLost || cause == errCanceled) {
+		// The store would refuse the outcome: the trigger is no longer ours.
+		s.log.Info("run stopped", slog.String("trigger_id", t.ID), slog.Any("reason", cause))
+	} else {
+		o = s.outcome(&t, err, cause)
+		s.finish(&t, o)
+	}
+
+	s.mu.Lock()
+	delete(s.running, t.ID)
+	s.untrackLocked(t.ID, tm)
+	s.mu.Unlock()
+	s.armOutcome(&t, &o)
+}
+
+// call runs the consumer, turning a panic into a *PanicError.
+func (s *Scheduler) call(ctx context.Context, t *Trigger) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return s.consumer.Consume(ctx, t)
+}
+
+// outcome turns what the consumer returned into what the store records.
+// cause is why the run's context ended, if it did.
+func (s *Scheduler) outcome(t *Trigger, err error, cause error) Outcome {
+	now := time.Now()
+	o := Outcome{Now: now}
+	if err != nil && cause == errShutdown {
+		// Cut off by Stop: give the trigger back without using an attempt.
+		o.Kind, o.At = OutcomeSnooze, now
+		return o
+	}
+	var d *Directive
+	switch {
+	case err == nil:
+		o.Kind = OutcomeComplete
+	case errors.As(err, &d):
+		switch d.kind {
+		case OutcomeComplete:
+			o.Kind = OutcomeComplete
+			o.FollowUps = make([]Trigger, len(d.next))
+			for i, n := range d.next {
+				if n.InstanceID == "" {
+					n.InstanceID = t.InstanceID
+				}
+				prepare(&n, now)
+				o.FollowUps[i] = n
+			}
+		case OutcomeRetry:
+			s.retryOrFail(&o, t, d.err, min(max(d.delay, 0), s.cfg.RetryMax))
+		case OutcomeFail:
+			o.Kind, o.Error = OutcomeFail, d.err.Error()
+		case OutcomeSnooze:
+			o.Kind, o.At = OutcomeSnooze, now.Add(min(max(d.delay, 0), s.cfg.RetryMax))
+		case OutcomeReschedule:
+			o.Kind, o.At, o.Payload = OutcomeReschedule, d.at, d.payload
+			if o.At.Before(now) {
+				o.At = now
+			}
+		}
+	default:
+		if cause != nil && cause != context.Canceled {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+		s.retryOrFail(&o, t, err, s.backoff.Delay(t.Attempt, nil))
+	}
+	return o
+}
+
+func (s *Scheduler) retryOrFail(o *Outcome, t *Trigger, err error, delay time.Duration) {
+	o.Error = err.Error()
+	maxAttempts := t.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = s.cfg.MaxAttempts
+	}
+	if t.Attempt >= maxAttempts {
+		o.Kind = OutcomeFail
+		return
+	}
+	o.Kind, o.At = OutcomeRetry, o.Now.Add(delay)
+}
+
+// finish records o. A follow-up the store refuses (invalid, or an ID that
+// exists) fails the trigger for good: running it again would return the
+// same follow-ups.
+func (s *Scheduler) finish(t *Trigger, o Outcome) {
+	log := s.log.With(slog.String("trigger_id", t.ID), slog.String("trigger_type", t.Type.String()),
+		slog.String("node_id", t.NodeID), slog.Int("attempt", t.Attempt))
+	err := s.store.Finish(s.io, t.ID, t.Token, o)
+	if err != nil && len(o.FollowUps) > 0 && (errors.Is(err, ErrDuplicate) || errors.Is(err, ErrInvalid)) {
+		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "follow-up refused: " + err.Error()}
+		err = s.store.Finish(s.io, t.ID, t.Token, o)
+	}
+	switch {
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
+		log.Warn("outcome not recorded: the trigger was claimed again, canceled or deleted", slog.String("outcome", o.Kind.String()), slog.Any("error", err))
+	case err != nil:
+		log.Error("outcome not recorded; the trigger runs again when its lease expires", slog.String("outcome", o.Kind.String()), slog.Any("error", err))
+	case o.Kind == OutcomeFail:
+		log.Error("trigger failed", slog.String("error", o.Error))
+	case o.Kind == OutcomeRetry:
+		log.Warn("trigger run failed; retrying", slog.Time("retry_at", o.At), slog.String("error", o.Error))
+	default:
+		log.Debug("trigger run finished", slog.String("outcome", o.Kind.String()))
+	}
+}
+
+// armOutcome arms what a finished run left due soon: the trigger itself
+// (retry, snooze, reschedule) and its follow-ups. Arming something the
+// store did not take is harmless: its claim fails.
+func (s *Scheduler) armOutcome(t *Trigger, o *Outcome) {
+	switch o.Kind {
+	case OutcomeRetry, OutcomeSnooze, OutcomeReschedule:
+		s.armNew(t.ID, o.At, t.Priority)
+	}
+	for i := range o.FollowUps {
+		f := &o.FollowUps[i]
+		s.armNew(f.ID, f.DueAt, f.Priority)
+	}
+}
+
+// release gives back a trigger claimed but not run.
+func (s *Scheduler) release(t Trigger) {
+	now := time.Now()
+	err := s.store.Finish(s.io, t.ID, t.Token, Outcome{Kind: OutcomeSnooze, Now: now, At: now})
+	if err != nil {
+		s.log.Warn("could not give back a claimed trigger; it runs when its lease expires", slog.String("trigger_id", t.ID), slog.Any("error", err))
+	}
+	s.mu.Lock()
+	delete(s.running, t.ID)
+	delete(s.tracked, t.ID)
+	s.mu.Unlock()
+}
+
+// heartbeatLoop extends the lease of every run in progress here. A lease
+// found lost (claimed again elsewhere, canceled, deleted) cancels its run.
+func (s *Scheduler) heartbeatLoop() {
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	type held struct {
+		id  string
+		run *run
+	}
+	var batch []held
+	for {
+		select {
+		case <-tick.C:
+		case <-s.idle:
+			return
+		}
+		batch = batch[:0]
+		s.mu.Lock()
+		for id, r := range s.running {
+			batch = append(batch, held{id, r})
+		}
+		s.mu.Unlock()
+		for _, h := range batch {
+			now := time.Now()
+			err := s.store.Extend(s.io, h.id, h.run.token, now, now.Add(s.cfg.LeaseDuration))
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
+				s.log.Warn("lease lost; stopping the run", slog.String("trigger_id", h.id), slog.Any("error", err))
+				s.mu.Lock()
+				if h.run.cancel != nil {
+					h.run.cancel(errLeaseLost)
+				}
+				s.mu.Unlock()
+			default:
+				s.log.Warn("lease not extended", slog.String("trigger_id", h.id), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// scanLoop recovers at start, then scans every ScanInterval (or sooner when
+// workers run dry while the last scan left overdue triggers behind).
+func (s *Scheduler) scanLoop() {
+	tick := time.NewTicker(s.cfg.ScanInterval)
+	defer tick.Stop()
+	var lastPurge time.Time
+	for {
+		s.scan()
+		if now := time.Now(); now.Sub(lastPurge) >= time.Minute {
+			s.purge(now)
+			lastPurge = now
+		}
+		select {
+		case <-tick.C:
+		case <-s.scanNow:
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// scan reads the store in two passes. The first takes overdue triggers
+// (due by now, or whose lease expired) that are not tracked here, up to
+// ScanLimit new ones. The second arms what came within the horizon since
+// the last scan: the window (armedUntil, now+Horizon].
+func (s *Scheduler) scan() {
+	now := time.Now()
+	s.mu.Lock()
+	from := s.armedUntil
+	until := now.Add(s.cfg.Horizon)
+	s.armedUntil = until
+	s.mu.Unlock()
+
+	taken := 0
+	more := s.scanRange(DueQuery{Now: now, Until: now}, func(refs []Ref) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range refs {
+			if _, ok := s.tracked[r.ID]; !ok {
+				s.armLocked(r.ID, r.DueAt, r.Priority, now)
+				taken++
+			}
+		}
+		return taken < s.cfg.ScanLimit
+	})
+	s.mu.Lock()
+	s.moreDue = more
+	s.mu.Unlock()
+
+	if from.Before(now) {
+		from = now
+	}
+	s.scanRange(DueQuery{Now: now, Until: until, After: Ref{DueAt: from}}, func(refs []Ref) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range refs {
+			s.armLocked(r.ID, r.DueAt, r.Priority, now)
+		}
+		return true
+	})
+}
+
+// scanRange pages through q, handing each page to take until take returns
+// false or the store has no more. It reports whether it stopped early.
+func (s *Scheduler) scanRange(q DueQuery, take func([]Ref) bool) (stoppedEarly bool) {
+	q.Limit = s.cfg.ScanLimit
+	for !s.isStopped() {
+		refs, err := s.store.Due(s.io, q)
+		if err != nil {
+			s.log.Error("due scan failed; the next scan retries", slog.Any("error", err))
+			return false
+		}
+		if len(refs) == 0 {
+			return false
+		}
+		if !take(refs) {
+			return true
+		}
+		if len(refs) < q.Limit {
+			return false
+		}
+		q.After = refs[len(refs)-1]
+	}
+	return false
+}
+
+// purge deletes final triggers older than their retention.
+func (s *Scheduler) purge(now time.Time) {
+	for _, p := range []struct {
+		state State
+		keep  time.Duration
+	}{{StateCompleted, s.cfg.Retention}, {StateCanceled, s.cfg.Retention}, {StateFailed, s.cfg.FailedRetention}} {
+		if p.keep < 0 {
+			continue
+		}
+		q := PurgeQuery{State: p.state, Before: now.Add(-p.keep), Limit: s.cfg.ScanLimit}
+		for !s.isStopped() {
+			n, err := s.store.Purge(s.io, q)
+			if err != nil {
+				s.log.Error("purge failed", slog.String("state", p.state.String()), slog.Any("error", err))
+				break
+			}
+			if n < q.Limit {
+				break
+			}
+		}
+	}
+}
+
+// readyQueue is a heap of due triggers: higher priority first, then earlier
+// due time.
+type readyQueue struct{ h []*wheel.Timer[entry] }
+
+func (q *readyQueue) len() int { return len(q.h) }
+
+func (q *readyQueue) less(i, j int) bool {
+	a, b := q.h[i], q.h[j]
+	if a.Value.priority != b.Value.priority {
+		return a.Value.priority > b.Value.priority
+	}
+	return a.When().Before(b.When())
+}
+
+func (q *readyQueue) push(tm *wheel.Timer[entry]) {
+	q.h = append(q.h, tm)
+	for i := len(q.h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		q.h[i], q.h[p] = q.h[p], q.h[i]
+		i = p
+	}
+}
+
+func (q *readyQueue) pop() *wheel.Timer[entry] {
+	n := len(q.h) - 1
+	top := q.h[0]
+	q.h[0] = q.h[n]
+	q.h[n] = nil
+	q.h = q.h[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && q.less(l, m) {
+			m = l
+		}
+		if r < n && q.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q.h[i], q.h[m] = q.h[m], q.h[i]
+		i = m
+	}
+	return top
+}
