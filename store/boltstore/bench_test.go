@@ -63,10 +63,13 @@ func benchStore(b *testing.B) *Store {
 	return s
 }
 
-// reportCommits reports how many triggers shared one commit (one fsync).
+// reportCommits reports how many triggers shared one commit (one fsync),
+// and how many pages a commit wrote.
 func reportCommits(b *testing.B, s *Store, before uint64) {
 	if n := s.commits.Load() - before; n > 0 {
 		b.ReportMetric(float64(b.N)/float64(n), "ops/commit")
+		st := s.db.Stats()
+		b.ReportMetric(float64(st.TxStats.GetWrite())/float64(n), "writes/commit")
 	}
 }
 

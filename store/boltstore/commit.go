@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -87,6 +88,9 @@ func (s *Store) enqueue(o *op) error {
 		return ErrClosed
 	}
 	s.queue = append(s.queue, o)
+	if o.done != nil {
+		s.waiting++
+	}
 	s.qmu.Unlock()
 	s.signal()
 	return nil
@@ -110,6 +114,11 @@ func (s *Store) take() (ops []*op, closing bool) {
 		s.queue = s.queue[n:]
 	}
 	closing = s.closing
+	for _, o := range batch {
+		if o.done != nil {
+			s.waiting--
+		}
+	}
 	s.qmu.Unlock()
 	ops = batch[:0]
 	for _, o := range batch {
@@ -124,11 +133,16 @@ func (s *Store) take() (ops []*op, closing bool) {
 // is empty.
 func (s *Store) run() {
 	defer close(s.loopDone)
+	var released int
+	var took time.Duration
 	for range s.wake {
 		for {
+			s.gather(released, took/2)
 			ops, closing := s.take()
 			if len(ops) > 0 {
-				s.commit(ops)
+				start := time.Now()
+				released = s.commit(ops)
+				took = time.Since(start)
 				continue
 			}
 			if closing {
@@ -139,8 +153,41 @@ func (s *Store) run() {
 	}
 }
 
-// commit applies ops in one transaction and reports to their writers.
-func (s *Store) commit(ops []*op) {
+// gather waits, at most limit, until as many writers wait in the queue as
+// the last commit released.
+//
+// Without it, a busy store settles into groups of half its writers: while
+// one group commits, the other half queues, and the next commit takes just
+// them. Writers released by a commit usually come straight back with their
+// next write, and a commit costs about the same for 30 ops as for 60 (the
+// fsyncs dominate), so waiting a fraction of a commit for them doubles the
+// ops per fsync. A lone writer never waits: it is the one released, and its
+// next write meets the quota.
+func (s *Store) gather(released int, limit time.Duration) {
+	if released <= 1 || limit <= 0 || s.waiters() >= released {
+		return
+	}
+	timer := time.NewTimer(min(limit, time.Millisecond))
+	defer timer.Stop()
+	for s.waiters() < released {
+		select {
+		case <-s.wake:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// waiters returns how many queued ops have a writer waiting for them.
+func (s *Store) waiters() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.waiting
+}
+
+// commit applies ops in one transaction, reports to their writers and
+// returns how many writers it released.
+func (s *Store) commit(ops []*op) (released int) {
 	w := &writeTx{s: s, done: make(chan struct{})}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		w.tx, w.b = tx, bucketsOf(tx)
@@ -177,10 +224,12 @@ func (s *Store) commit(ops []*op) {
 		}
 		if o.done != nil {
 			close(o.done)
+			released++
 		} else if o.err != nil && err == nil {
 			s.log.Error("boltstore: background write failed", slog.Any("error", o.err))
 		}
 	}
+	return released
 }
 
 // writeTx is the transaction of one commit group, as the ops see it.

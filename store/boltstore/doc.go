@@ -56,10 +56,10 @@
 //
 // # File format
 //
-// Everything lives under the top-level bucket "triggerkit" (so a database
-// given to [Wrap] can hold other data): a meta bucket with the file format
-// version and the token reservation, the records keyed by trigger ID, and
-// three index buckets (due time, state, and final state by update time).
+// Everything lives in buckets named "triggerkit.*" (so a database given to
+// [Wrap] can hold other data): a meta bucket with the file format version
+// and the token reservation, the records keyed by trigger ID, and three
+// index buckets (due time, state, and final state by update time).
 // The format version is 1; Open refuses a file with a newer version with
 // [ErrFormat]. Records use a compact, versioned binary encoding (see
 // codec.go). A record that does not decode is reported with its ID

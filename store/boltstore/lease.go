@@ -289,7 +289,7 @@ func (s *Store) leaseLost(id string, token uint64) error {
 func (s *Store) read(id string) (*record, error) {
 	var r record
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := bucketsOf(tx).triggers.Get([]byte(id))
+		v := tx.Bucket(bucketTriggers).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 		}

@@ -56,7 +56,7 @@ func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
 		return trigger.Trigger{}, err
 	}
 	defer tx.Rollback()
-	v := bucketsOf(tx).triggers.Get([]byte(id))
+	v := tx.Bucket(bucketTriggers).Get([]byte(id))
 	if v == nil {
 		return trigger.Trigger{}, fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 	}
@@ -100,8 +100,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		return nil, err
 	}
 	defer tx.Rollback()
-	b := bucketsOf(tx)
-
+	triggers := tx.Bucket(bucketTriggers)
 	start := dueStart(q.After)
 	// The leases of this process that ended by q.Now, in due order.
 	type item struct {
@@ -124,7 +123,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	if q.Now.After(end) {
 		end = q.Now
 	}
-	c := b.due.Cursor()
+	c := tx.Bucket(bucketDue).Cursor()
 	k, _ := c.Seek(start)
 
 	refs := make([]trigger.Ref, 0, min(q.Limit, 256))
@@ -150,7 +149,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		if len(expired) > 0 && (k == nil || bytes.Compare(expired[0].key, k) < 0) {
 			l := expired[0].l
 			expired = expired[1:]
-			if _, err := s.dueRecord(b, l.id); err == nil {
+			if _, err := s.dueRecord(triggers, l.id); err == nil {
 				refs = append(refs, trigger.Ref{ID: l.id, DueAt: l.until, Priority: l.priority})
 			}
 			continue
@@ -158,7 +157,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		key := k
 		k, _ = c.Next()
 		ref, _ := parseDueKey(key)
-		r, err := s.dueRecord(b, ref.ID)
+		r, err := s.dueRecord(triggers, ref.ID)
 		if errors.Is(err, trigger.ErrNotFound) {
 			s.repairDue(key)
 			continue
@@ -195,8 +194,8 @@ func dueStart(a trigger.Ref) []byte {
 
 // dueRecord reads a record for the due scan, reporting one that does not
 // decode.
-func (s *Store) dueRecord(b buckets, id string) (record, error) {
-	v := b.triggers.Get([]byte(id))
+func (s *Store) dueRecord(triggers *bbolt.Bucket, id string) (record, error) {
+	v := triggers.Get([]byte(id))
 	if v == nil {
 		return record{}, trigger.ErrNotFound
 	}
@@ -247,7 +246,7 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 		return nil, err
 	}
 	defer tx.Rollback()
-	b := bucketsOf(tx)
+	triggers := tx.Bucket(bucketTriggers)
 
 	// Triggers this process claimed may still be scheduled or retrying on
 	// disk: they are listed as running, from the lease table.
@@ -260,7 +259,7 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 		}
 		slices.Sort(leased)
 	}
-	c := b.state.Cursor()
+	c := tx.Bucket(bucketState).Cursor()
 	start := stateKey(q.State, q.After)
 	k, _ := c.Seek(start)
 	if q.After != "" && bytes.Equal(k, start) {
@@ -282,7 +281,7 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 			id = string(k[1:])
 			k, _ = c.Next()
 		}
-		v := b.triggers.Get([]byte(id))
+		v := triggers.Get([]byte(id))
 		if v == nil {
 			continue // left behind by the Delete of a record that did not decode
 		}

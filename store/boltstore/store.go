@@ -78,6 +78,7 @@ type Store struct {
 	// The commit queue; see commit.go.
 	qmu      sync.Mutex
 	queue    []*op
+	waiting  int // ops in queue that a writer waits for (not lazy)
 	closing  bool
 	wake     chan struct{}
 	loopDone chan struct{}
@@ -134,11 +135,11 @@ func Open(path string, opts *Options) (*Store, error) {
 // lease tables and could both claim a trigger.
 var wrapped sync.Map
 
-// Wrap returns a store that keeps its buckets (under the top-level bucket
-// "triggerkit") in db, an open, writable bbolt database that may hold other
-// data too. Close does not close db. At most one Store may wrap a DB at a
-// time, and db must not be opened by other means (read-only opens in other
-// processes are refused by bbolt's lock anyway).
+// Wrap returns a store that keeps its buckets (named "triggerkit.*") in db,
+// an open, writable bbolt database that may hold other data too. Close does
+// not close db. At most one Store may wrap a DB at a time, and db must not
+// be opened by other means (read-only opens in other processes are refused
+// by bbolt's lock anyway).
 func Wrap(db *bbolt.DB, opts *Options) (*Store, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: boltstore.Wrap needs a database", trigger.ErrInvalid)
@@ -192,15 +193,15 @@ func newStore(db *bbolt.DB, owns bool, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Bucket and key names. Everything lives under one top-level bucket so that
-// a wrapped DB can hold other data.
+// Bucket and key names. The buckets are top-level (a nested layout would
+// rewrite the parent's page on every commit) and carry the "triggerkit."
+// prefix, so that a wrapped DB can hold other data.
 var (
-	bucketRoot     = []byte("triggerkit")
-	bucketMeta     = []byte("meta")
-	bucketTriggers = []byte("triggers")
-	bucketDue      = []byte("due")
-	bucketState    = []byte("state")
-	bucketFinal    = []byte("final")
+	bucketMeta     = []byte("triggerkit.meta")
+	bucketTriggers = []byte("triggerkit.triggers")
+	bucketDue      = []byte("triggerkit.due")
+	bucketState    = []byte("triggerkit.state")
+	bucketFinal    = []byte("triggerkit.final")
 
 	keyFormat = []byte("format") // uint32: formatVersion
 	keyTokens = []byte("tokens") // uint64: every token handed out is <= it
@@ -209,24 +210,23 @@ var (
 // setup creates or checks the layout and reserves the first block of
 // fencing tokens, returning the last token of the previous run.
 func setup(tx *bbolt.Tx) (uint64, error) {
-	root := tx.Bucket(bucketRoot)
-	if root == nil {
-		var err error
-		if root, err = tx.CreateBucket(bucketRoot); err != nil {
-			return 0, fmt.Errorf("boltstore: create buckets: %w", err)
+	data := [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal}
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		for _, name := range data {
+			if tx.Bucket(name) != nil {
+				return 0, fmt.Errorf("%w: bucket %q exists without %q", ErrFormat, name, bucketMeta)
+			}
 		}
-		for _, name := range [][]byte{bucketMeta, bucketTriggers, bucketDue, bucketState, bucketFinal} {
-			if _, err := root.CreateBucket(name); err != nil {
+		for _, name := range append(data, bucketMeta) {
+			if _, err := tx.CreateBucket(name); err != nil {
 				return 0, fmt.Errorf("boltstore: create buckets: %w", err)
 			}
 		}
-		if err := root.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+		meta = tx.Bucket(bucketMeta)
+		if err := meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
 			return 0, fmt.Errorf("boltstore: write format version: %w", err)
 		}
-	}
-	meta := root.Bucket(bucketMeta)
-	if meta == nil {
-		return 0, fmt.Errorf("%w: bucket %q has no %q bucket", ErrFormat, bucketRoot, bucketMeta)
 	}
 	v := meta.Get(keyFormat)
 	if len(v) != 4 {
@@ -238,28 +238,26 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 	case version < 1:
 		return 0, fmt.Errorf("%w: format version %d", ErrFormat, version)
 	}
-	for _, name := range [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal} {
-		if root.Bucket(name) == nil {
+	for _, name := range data {
+		if tx.Bucket(name) == nil {
 			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
 		}
 	}
-	floor, err := reserveTokens(meta)
-	return floor, err
+	return reserveTokens(meta)
 }
 
-// buckets are the store's buckets in one transaction.
+// buckets are the store's buckets in a write transaction.
 type buckets struct {
 	meta, triggers, due, state, final *bbolt.Bucket
 }
 
 func bucketsOf(tx *bbolt.Tx) buckets {
-	root := tx.Bucket(bucketRoot)
 	b := buckets{
-		meta:     root.Bucket(bucketMeta),
-		triggers: root.Bucket(bucketTriggers),
-		due:      root.Bucket(bucketDue),
-		state:    root.Bucket(bucketState),
-		final:    root.Bucket(bucketFinal),
+		meta:     tx.Bucket(bucketMeta),
+		triggers: tx.Bucket(bucketTriggers),
+		due:      tx.Bucket(bucketDue),
+		state:    tx.Bucket(bucketState),
+		final:    tx.Bucket(bucketFinal),
 	}
 	// Keys mostly arrive in order: IDs are time-ordered UUIDs by default and
 	// due times mostly grow. bbolt splits a full page in half by default,

@@ -71,14 +71,14 @@ func checkFile(t testing.TB, path string) {
 }
 
 // withDB runs fn in a write transaction on the closed store file at path.
-func withDB(t *testing.T, path string, fn func(root *bbolt.Bucket) error) {
+func withDB(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Update(func(tx *bbolt.Tx) error { return fn(tx.Bucket(bucketRoot)) }); err != nil {
+	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -236,8 +236,8 @@ func TestNewerFormatRefused(t *testing.T) {
 	s, err := Open(path, nil)
 	must(t, err)
 	must(t, s.Close())
-	withDB(t, path, func(root *bbolt.Bucket) error {
-		return root.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1))
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1))
 	})
 	if s, err := Open(path, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "version 2") {
 		if s != nil {
@@ -277,9 +277,9 @@ func TestCorruptRecordIsSkippedAndReported(t *testing.T) {
 	must(t, s.Finish(ctx, "d", c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: t0}))
 	must(t, s.Close())
 	// b and d keep their index entries but their records become garbage.
-	withDB(t, path, func(root *bbolt.Bucket) error {
-		must(t, root.Bucket(bucketTriggers).Put([]byte("b"), []byte("\x01garbage")))
-		return root.Bucket(bucketTriggers).Put([]byte("d"), []byte{recordVersion, 1, 5, 0, 0x80})
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		must(t, tx.Bucket(bucketTriggers).Put([]byte("b"), []byte("\x01garbage")))
+		return tx.Bucket(bucketTriggers).Put([]byte("d"), []byte{recordVersion, 1, 5, 0, 0x80})
 	})
 
 	var logs logBuffer
@@ -326,9 +326,9 @@ func TestCorruptRecordIsSkippedAndReported(t *testing.T) {
 	// The entries the deleted garbage left in the due and final indexes
 	// were removed (the due one by a background write: Close flushes it).
 	must(t, s.Close())
-	withDB(t, path, func(root *bbolt.Bucket) error {
+	withDB(t, path, func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketDue, bucketFinal} {
-			c := root.Bucket(name).Cursor()
+			c := tx.Bucket(name).Cursor()
 			for k, _ := c.First(); k != nil; k, _ = c.Next() {
 				if bytes.HasSuffix(k, []byte("b")) || bytes.HasSuffix(k, []byte("d")) {
 					t.Errorf("bucket %s still has key %q", name, k)
