@@ -17,10 +17,10 @@
 // # Group commit
 //
 // Writes from all goroutines go through one committer, which applies
-// everything queued in one transaction with one fsync and starts the next
-// transaction as soon as the previous commit returns. Throughput therefore
-// grows with the number of concurrent writers instead of being one fsync per
-// trigger, with no batching delay for a lone writer. Each write is checked
+// everything queued in one transaction and commits it with one sync of the
+// file. Throughput therefore grows with the number of concurrent writers
+// instead of being one fsync per trigger, and a lone writer waits for no
+// batching delay. Each write is checked
 // before it is applied, so a failing write (a duplicate ID, a stale fencing
 // token) fails alone; Finish and its follow-ups, and a SaveBatch, are
 // applied together or not at all.

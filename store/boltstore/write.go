@@ -33,12 +33,12 @@ func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigg
 }
 
 // newRecords validates ts (no two with one ID) and returns them as the
-// records Save stores, payloads marshalled.
-func newRecords(now time.Time, ts []trigger.Trigger) ([]*record, error) {
+// records Save stores, encoded here rather than in the committer.
+func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 	if now.IsZero() && len(ts) > 0 {
 		return nil, fmt.Errorf("%w: save needs now", trigger.ErrInvalid)
 	}
-	recs := make([]*record, len(ts))
+	recs := make([]change, len(ts))
 	seen := make(map[string]struct{}, len(ts))
 	for i := range ts {
 		t := ts[i]
@@ -63,7 +63,10 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]*record, error) {
 		if len(t.TraceContext) > 0 {
 			t.TraceContext = cloneMap(t.TraceContext)
 		}
-		recs[i] = &record{t: t, payload: payload}
+		recs[i] = change{new: &record{t: t, payload: payload}}
+		if err := recs[i].encode(); err != nil {
+			return nil, err
+		}
 	}
 	return recs, nil
 }
@@ -137,7 +140,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 			t.State, t.DueAt = trigger.StateScheduled, o.At
 			t.Attempt = max(t.Attempt-1, 0)
 		}
-		if err := w.insert(followUps, change{old, &r}); err != nil {
+		if err := w.insert(followUps, change{old: old, new: &r}); err != nil {
 			return err
 		}
 		w.endLease(l)
@@ -147,16 +150,15 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	return err
 }
 
-// insert stores the new records and applies cs, or does nothing if one of
-// the new IDs exists.
-func (w *writeTx) insert(recs []*record, cs ...change) error {
-	for _, r := range recs {
-		if w.b.triggers.Get([]byte(r.t.ID)) != nil {
-			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, r.t.ID)
+// insert stores the new records (changes without old) and applies cs, or
+// does nothing if one of the new IDs exists.
+func (w *writeTx) insert(news []change, cs ...change) error {
+	for _, c := range news {
+		if w.b.triggers.Get([]byte(c.new.t.ID)) != nil {
+			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.new.t.ID)
 		}
-		cs = append(cs, change{new: r})
 	}
-	return w.apply(cs...)
+	return w.apply(append(cs, news...)...)
 }
 
 // Cancel implements trigger.Store.
@@ -181,7 +183,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 		}
 		r.t.State, r.t.UpdatedAt = trigger.StateCanceled, now
 		r.t.Owner, r.t.LeaseUntil, r.t.Recovered = "", time.Time{}, false
-		if err := w.apply(change{old, &r}); err != nil {
+		if err := w.apply(change{old: old, new: &r}); err != nil {
 			return err
 		}
 		if l != nil {
@@ -205,7 +207,7 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 		}
 		r := *old
 		r.t.State, r.t.DueAt, r.t.Attempt, r.t.UpdatedAt = trigger.StateScheduled, at, 0, now
-		return w.apply(change{old, &r})
+		return w.apply(change{old: old, new: &r})
 	})
 }
 
