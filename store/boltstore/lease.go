@@ -122,16 +122,7 @@ func (s *Store) nextToken() (uint64, error) {
 // Claim implements trigger.Store. It does not wait for the disk: see the
 // package documentation.
 func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.Trigger, error) {
-	if err := ctx.Err(); err != nil {
-		return trigger.Trigger{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return trigger.Trigger{}, err
-	}
-	if err := checkID(id); err != nil {
-		return trigger.Trigger{}, err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, c.Validate(), checkID(id)); err != nil {
 		return trigger.Trigger{}, err
 	}
 	for {
@@ -252,16 +243,8 @@ func (s *Store) finishing(id string, token uint64) (done func(error)) {
 
 // Extend implements trigger.Store. The new deadline is kept in memory only.
 func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkID(id); err != nil {
-		return err
-	}
-	if now.IsZero() || !until.After(now) {
-		return fmt.Errorf("%w: lease deadline %v is not after now %v", trigger.ErrInvalid, until, now)
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, checkID(id),
+		invalidIf(now.IsZero() || !until.After(now), "lease deadline %v is not after now %v", until, now)); err != nil {
 		return err
 	}
 	s.mu.Lock()

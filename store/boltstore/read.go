@@ -42,13 +42,7 @@ func (s *Store) snapshot(id string) (*bbolt.Tx, map[string]lease, error) {
 // Get implements trigger.Store. A record that does not decode gives an error
 // wrapping ErrCorrupt.
 func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
-	if err := ctx.Err(); err != nil {
-		return trigger.Trigger{}, err
-	}
-	if err := checkID(id); err != nil {
-		return trigger.Trigger{}, err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, checkID(id)); err != nil {
 		return trigger.Trigger{}, err
 	}
 	tx, leases, err := s.snapshot(id)
@@ -86,13 +80,7 @@ func decodeTrigger(id string, v []byte) (trigger.Trigger, error) {
 // q.After (or the start) to q.Until, merged with the expired leases of this
 // process; records that do not decode are skipped and logged.
 func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := q.Validate(); err != nil {
-		return nil, err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, q.Validate()); err != nil {
 		return nil, err
 	}
 	tx, leases, err := s.snapshot("")
@@ -232,13 +220,7 @@ func (s *Store) repairDue(key []byte) {
 // for running triggers, of the lease table); records that do not decode are
 // skipped and logged.
 func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigger, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := q.Validate(); err != nil {
-		return nil, err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, q.Validate()); err != nil {
 		return nil, err
 	}
 	tx, leases, err := s.snapshot("")

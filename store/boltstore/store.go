@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -293,8 +294,17 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// usable returns ErrClosed after Close, else nil.
-func (s *Store) usable() error {
+// ready is what every method checks first: ctx's error, then the checks of
+// its arguments (any non-nil error), then ErrClosed after Close.
+func (s *Store) ready(ctx context.Context, checks ...error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -311,10 +321,15 @@ func (s *Store) dbErr(err error) error {
 
 // checkID refuses an empty ID with ErrInvalid.
 func checkID(id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty trigger ID", trigger.ErrInvalid)
+	return invalidIf(id == "", "empty trigger ID")
+}
+
+// invalidIf returns an error wrapping trigger.ErrInvalid if bad is true.
+func invalidIf(bad bool, format string, args ...any) error {
+	if !bad {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: "+format, append([]any{trigger.ErrInvalid}, args...)...)
 }
 
 func corrupt(id string, err error) error {

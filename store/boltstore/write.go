@@ -19,10 +19,7 @@ func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) erro
 
 // SaveBatch implements trigger.Store.
 func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return err
 	}
 	recs, err := newRecords(now, ts)
@@ -35,8 +32,8 @@ func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigg
 // newRecords validates ts (no two with one ID) and returns them as the
 // records Save stores, encoded here rather than in the committer.
 func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
-	if now.IsZero() && len(ts) > 0 {
-		return nil, fmt.Errorf("%w: save needs now", trigger.ErrInvalid)
+	if err := invalidIf(now.IsZero() && len(ts) > 0, "save needs now"); err != nil {
+		return nil, err
 	}
 	recs := make([]change, len(ts))
 	seen := make(map[string]struct{}, len(ts))
@@ -81,16 +78,7 @@ func cloneMap(m map[string]string) map[string]string {
 
 // Finish implements trigger.Store.
 func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	if err := checkID(id); err != nil {
-		return err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, o.Validate(), checkID(id)); err != nil {
 		return err
 	}
 	var payload []byte
@@ -163,10 +151,7 @@ func (w *writeTx) insert(news []change, cs ...change) error {
 
 // Cancel implements trigger.Store.
 func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
-	if now.IsZero() {
-		return fmt.Errorf("%w: cancel needs now", trigger.ErrInvalid)
-	}
-	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
+	return s.update(ctx, id, invalidIf(now.IsZero(), "cancel needs now"), func(w *writeTx, old *record, l *lease) error {
 		state := old.t.State
 		if l != nil {
 			state = trigger.StateRunning
@@ -197,10 +182,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 
 // Requeue implements trigger.Store.
 func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error {
-	if now.IsZero() || at.IsZero() {
-		return fmt.Errorf("%w: requeue needs now and a due time", trigger.ErrInvalid)
-	}
-	return s.update(ctx, id, func(w *writeTx, old *record, l *lease) error {
+	return s.update(ctx, id, invalidIf(now.IsZero() || at.IsZero(), "requeue needs now and a due time"), func(w *writeTx, old *record, l *lease) error {
 		// A live lease implies a state other than failed or canceled.
 		if st := old.t.State; l != nil || (st != trigger.StateFailed && st != trigger.StateCanceled) {
 			return fmt.Errorf("%w: trigger %q is %s; only failed and canceled triggers can be requeued", trigger.ErrInvalidState, id, st)
@@ -212,15 +194,10 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 }
 
 // update runs fn on the stored record of id and its live lease (nil if it
-// has none), under s.mu, in the commit group.
-func (s *Store) update(ctx context.Context, id string, fn func(w *writeTx, old *record, l *lease) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkID(id); err != nil {
-		return err
-	}
-	if err := s.usable(); err != nil {
+// has none), under s.mu, in the commit group; check is the caller's
+// argument check.
+func (s *Store) update(ctx context.Context, id string, check error, fn func(w *writeTx, old *record, l *lease) error) error {
+	if err := s.ready(ctx, checkID(id), check); err != nil {
 		return err
 	}
 	return s.write(ctx, func(w *writeTx) error {
@@ -244,13 +221,7 @@ func (s *Store) update(ctx context.Context, id string, fn func(w *writeTx, old *
 // Delete implements trigger.Store. It also removes a record that does not
 // decode.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkID(id); err != nil {
-		return err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, checkID(id)); err != nil {
 		return err
 	}
 	return s.write(ctx, func(w *writeTx) error {
@@ -284,13 +255,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // the oldest update, so it reads only what it deletes (plus records it has to
 // skip).
 func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if err := q.Validate(); err != nil {
-		return 0, err
-	}
-	if err := s.usable(); err != nil {
+	if err := s.ready(ctx, q.Validate()); err != nil {
 		return 0, err
 	}
 	var n int
