@@ -1,0 +1,582 @@
+// Package memstore is a [trigger.Store] that keeps triggers in memory.
+//
+// It is meant for tests, examples and ephemeral work in a single process:
+// nothing survives a restart, and only schedulers in the same process can
+// share a store. Everything else behaves as in the durable stores, claims,
+// leases and fencing tokens included, and it passes the same conformance
+// suite (store/storetest).
+//
+// # Concurrency
+//
+// A [Store] is safe for concurrent use. One lock guards it: writes (Save,
+// Claim, Finish, ...) hold it exclusively, which is what makes a claim and an
+// outcome atomic; Get, Due and List share it. No call blocks on anything but
+// the lock, so the contexts are not consulted. Payloads are kept as JSON and
+// decoded after the lock is released, so a trigger read from the store never
+// shares memory with it.
+//
+// # Cost
+//
+// A pending trigger with a short ID and nothing but a due time costs about
+// 200 bytes: a 96-byte record, its entry in the ID map and in the due index,
+// and its ID. Fields that most triggers leave empty (InstanceID, NodeID,
+// Cron, LastError, TraceContext, ...) and the claim of a running trigger
+// take a further 200 bytes when a trigger uses one of them. Save, Claim and
+// Finish take O(log n) time. List of scheduled triggers scans the whole
+// store; List of other states and Purge scan the triggers in that state.
+// Times are kept as Unix nanoseconds: times the store keeps (due times,
+// lease deadlines, now) must lie in the years 1678 to 2262.
+package memstore
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"iter"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/btree"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Store is an in-memory trigger store. Make one with New.
+type Store struct {
+	mu   sync.RWMutex
+	byID map[string]*record
+	// due orders the claimable triggers (scheduled, retrying and running)
+	// as Due returns them. A running trigger sits at its lease deadline, so
+	// it comes due again when its lease expires.
+	due *btree.BTreeG[entry]
+	// inState holds the triggers of each state but scheduled, so List and
+	// Purge need not scan the store for them. Scheduled triggers are the
+	// bulk of a large store: a set of them would cost more than it saves.
+	inState [trigger.StateCanceled + 1]map[*record]struct{}
+}
+
+var _ trigger.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	s := &Store{
+		byID: make(map[string]*record),
+		due:  btree.NewBTreeGOptions(entry.less, btree.Options{NoLocks: true}),
+	}
+	for _, st := range trigger.States() {
+		if st != trigger.StateScheduled {
+			s.inState[st] = make(map[*record]struct{})
+		}
+	}
+	return s
+}
+
+// entry is a trigger's place in the due index. Priority and ID, which break
+// ties between entries due at the same time, never change, so they are read
+// from the record.
+type entry struct {
+	at int64 // record.key()
+	r  *record
+}
+
+func (a entry) less(b entry) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.r.priority != b.r.priority {
+		return a.r.priority > b.r.priority
+	}
+	return a.r.id < b.r.id
+}
+
+// inDue reports whether triggers in state st are in the due index.
+func inDue(st trigger.State) bool {
+	return st == trigger.StateScheduled || st == trigger.StateRetrying || st == trigger.StateRunning
+}
+
+// attach adds r to the indexes of its state and due time; detach removes it.
+// Every change of either goes detach, change, attach. s.mu must be held.
+func (s *Store) attach(r *record) {
+	if inDue(r.state) {
+		s.due.Set(entry{r.key(), r})
+	}
+	if m := s.inState[r.state]; m != nil {
+		m[r] = struct{}{}
+	}
+}
+
+func (s *Store) detach(r *record) {
+	if inDue(r.state) {
+		s.due.Delete(entry{r.key(), r})
+	}
+	if m := s.inState[r.state]; m != nil {
+		delete(m, r)
+	}
+}
+
+// insert adds rs, or nothing if one of their IDs is taken. s.mu must be held.
+func (s *Store) insert(rs ...*record) error {
+	for _, r := range rs {
+		if _, ok := s.byID[r.id]; ok {
+			return fmt.Errorf("memstore: trigger %q: %w", r.id, trigger.ErrDuplicate)
+		}
+	}
+	for _, r := range rs {
+		s.byID[r.id] = r
+		s.attach(r)
+	}
+	return nil
+}
+
+// Save stores t; see trigger.Store.
+func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) error {
+	r, err := newRecord(&t, now)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(r)
+}
+
+// SaveBatch stores every trigger of ts, or none; see trigger.Store.
+func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
+	rs, err := newRecords(ts, now)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(rs...)
+}
+
+// newRecords checks ts, IDs included, and returns their records.
+func newRecords(ts []trigger.Trigger, now time.Time) ([]*record, error) {
+	rs := make([]*record, len(ts))
+	for i := range ts {
+		r, err := newRecord(&ts[i], now)
+		if err != nil {
+			return nil, err
+		}
+		rs[i] = r
+	}
+	if len(rs) > 1 {
+		seen := make(map[string]struct{}, len(rs))
+		for _, r := range rs {
+			if _, dup := seen[r.id]; dup {
+				return nil, fmt.Errorf("memstore: trigger %q appears twice in one batch: %w", r.id, trigger.ErrDuplicate)
+			}
+			seen[r.id] = struct{}{}
+		}
+	}
+	return rs, nil
+}
+
+// Get returns the trigger with the given id; see trigger.Store.
+func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
+	if id == "" {
+		return trigger.Trigger{}, errEmptyID
+	}
+	s.mu.RLock()
+	r, ok := s.byID[id]
+	if !ok {
+		s.mu.RUnlock()
+		return trigger.Trigger{}, notFound(id)
+	}
+	t, payload := r.trigger()
+	s.mu.RUnlock()
+	return t, decode(&t, payload)
+}
+
+// Due returns claimable triggers in due order; see trigger.Store.
+func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, error) {
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	now, until := clamp(q.Now), clamp(q.Until)
+	from, ok := cursor(q.After)
+	if !ok {
+		return nil, nil
+	}
+	last := max(now, until)
+	var refs []trigger.Ref
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.due.Ascend(from, func(e entry) bool {
+		if e.at > last {
+			return false
+		}
+		claimable := e.at <= until
+		if e.r.state == trigger.StateRunning {
+			claimable = e.at <= now
+		}
+		if claimable && from.less(e) {
+			refs = append(refs, trigger.Ref{ID: e.r.id, DueAt: toTime(e.at), Priority: int(e.r.priority)})
+		}
+		return len(refs) < q.Limit
+	})
+	return refs, nil
+}
+
+// cursor returns the entry Due starts from: entries equal to it are skipped.
+// It reports false when nothing can come after.
+func cursor(after trigger.Ref) (entry, bool) {
+	switch at := clamp(after.DueAt); {
+	case after.DueAt.IsZero():
+		return entry{math.MinInt64, &record{priority: math.MaxInt16}}, true
+	case after.ID == "":
+		// After everything due at or before at: the first place at at+1.
+		return entry{at + 1, &record{priority: math.MaxInt16}}, at < math.MaxInt64
+	default:
+		p := min(max(after.Priority, math.MinInt16), math.MaxInt16)
+		return entry{at, &record{id: after.ID, priority: int16(p)}}, true
+	}
+}
+
+// Claim takes a lease on a trigger; see trigger.Store.
+func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.Trigger, error) {
+	if id == "" {
+		return trigger.Trigger{}, errEmptyID
+	}
+	if err := c.Validate(); err != nil {
+		return trigger.Trigger{}, fmt.Errorf("memstore: %w", err)
+	}
+	now, err := stamp(c.Now, "claim time")
+	if err != nil {
+		return trigger.Trigger{}, err
+	}
+	until, err := stamp(c.Until, "lease deadline")
+	if err != nil {
+		return trigger.Trigger{}, err
+	}
+
+	s.mu.Lock()
+	r, ok := s.byID[id]
+	if !ok {
+		s.mu.Unlock()
+		return trigger.Trigger{}, notFound(id)
+	}
+	if err := claimable(r, now, c.Force); err != nil {
+		s.mu.Unlock()
+		return trigger.Trigger{}, err
+	}
+	s.detach(r)
+	r.recovered = r.state == trigger.StateRunning
+	r.state = trigger.StateRunning
+	x := r.ext()
+	x.owner, x.lease = c.Owner, until
+	r.token++
+	if r.attempt < math.MaxInt32 {
+		r.attempt++
+	}
+	r.updated = now
+	s.attach(r)
+	t, payload := r.trigger()
+	s.mu.Unlock()
+	return t, decode(&t, payload)
+}
+
+// claimable returns why r cannot be claimed at now, or nil.
+func claimable(r *record, now int64, force bool) error {
+	switch {
+	case r.state.Final():
+		return fmt.Errorf("memstore: trigger %q is %s: %w", r.id, r.state, trigger.ErrInvalidState)
+	case r.state == trigger.StateRunning && r.x.lease > now:
+		return fmt.Errorf("memstore: trigger %q is held by %q until %v: %w", r.id, r.x.owner, toTime(r.x.lease), trigger.ErrClaimed)
+	case r.state == trigger.StateRunning || force:
+		return nil
+	case r.state == trigger.StateWaiting:
+		return fmt.Errorf("memstore: trigger %q waits to be fired: %w", r.id, trigger.ErrNotDue)
+	case r.due > now:
+		return fmt.Errorf("memstore: trigger %q is due at %v: %w", r.id, toTime(r.due), trigger.ErrNotDue)
+	}
+	return nil
+}
+
+// held returns the running trigger id if token is its current one. s.mu
+// must be held.
+func (s *Store) held(id string, token uint64) (*record, error) {
+	r, ok := s.byID[id]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("memstore: trigger %q no longer exists: %w", id, trigger.ErrLeaseLost)
+	case r.state != trigger.StateRunning:
+		return nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrLeaseLost)
+	case r.token != token:
+		return nil, fmt.Errorf("memstore: trigger %q: token %d is not the current one: %w", id, token, trigger.ErrLeaseLost)
+	}
+	return r, nil
+}
+
+// Extend moves the lease deadline of a running trigger; see trigger.Store.
+func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until time.Time) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	u, err := stamp(until, "lease deadline")
+	if err != nil {
+		return err
+	}
+	if u <= n {
+		return invalidf("lease deadline %v is not after now %v", until, now)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.held(id, token)
+	if err != nil {
+		return err
+	}
+	s.detach(r)
+	r.x.lease, r.updated = u, n
+	s.attach(r)
+	return nil
+}
+
+// Finish records the outcome of a run and saves its follow-ups; see
+// trigger.Store.
+func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
+	if id == "" {
+		return errEmptyID
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	now, err := stamp(o.Now, "outcome time")
+	if err != nil {
+		return err
+	}
+	var due int64
+	if o.Kind != trigger.OutcomeComplete && o.Kind != trigger.OutcomeFail {
+		if due, err = stamp(o.At, "outcome due time"); err != nil {
+			return err
+		}
+	}
+	replace := o.Kind == trigger.OutcomeReschedule && o.Payload != nil
+	var payload string
+	if replace {
+		if payload, err = encode(o.Payload); err != nil {
+			return err
+		}
+	}
+	followUps, err := newRecords(o.FollowUps, o.Now)
+	if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.held(id, token)
+	if err != nil {
+		return err
+	}
+	if err := s.insert(followUps...); err != nil {
+		return err
+	}
+	s.detach(r)
+	switch o.Kind {
+	case trigger.OutcomeComplete:
+		r.state = trigger.StateCompleted
+	case trigger.OutcomeRetry:
+		r.state, r.due = trigger.StateRetrying, due
+		r.setLastError(o.Error)
+	case trigger.OutcomeFail:
+		r.state = trigger.StateFailed
+		r.setLastError(o.Error)
+	case trigger.OutcomeReschedule:
+		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
+		if r.iteration < math.MaxInt32 {
+			r.iteration++
+		}
+		if replace {
+			r.payload = payload
+		}
+	case trigger.OutcomeSnooze:
+		r.state, r.due = trigger.StateScheduled, due
+		if r.attempt > 0 {
+			r.attempt--
+		}
+	}
+	r.updated = now
+	r.endRun()
+	s.attach(r)
+	return nil
+}
+
+// Cancel moves a trigger that is not final to canceled; see trigger.Store.
+func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.byID[id]
+	switch {
+	case !ok:
+		return notFound(id)
+	case r.state == trigger.StateCanceled:
+		return nil
+	case r.state.Final():
+		return fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
+	}
+	s.detach(r)
+	r.state, r.updated = trigger.StateCanceled, n
+	r.endRun()
+	s.attach(r)
+	return nil
+}
+
+// Requeue sends a failed or canceled trigger back to scheduled; see
+// trigger.Store.
+func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	due, err := stamp(at, "due time")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.byID[id]
+	switch {
+	case !ok:
+		return notFound(id)
+	case r.state != trigger.StateFailed && r.state != trigger.StateCanceled:
+		return fmt.Errorf("memstore: trigger %q is %s, not failed or canceled: %w", id, r.state, trigger.ErrInvalidState)
+	}
+	s.detach(r)
+	r.state, r.due, r.attempt, r.updated = trigger.StateScheduled, due, 0, n
+	s.attach(r)
+	return nil
+}
+
+// Delete removes a trigger; see trigger.Store.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if id == "" {
+		return errEmptyID
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.byID[id]
+	if !ok {
+		return notFound(id)
+	}
+	s.detach(r)
+	delete(s.byID, id)
+	return nil
+}
+
+// List returns triggers in one state ordered by ID; see trigger.Store.
+func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigger, error) {
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	s.mu.RLock()
+	rs := firstByID(s.members(q.State), q.After, q.Limit)
+	ts := make([]trigger.Trigger, len(rs))
+	payloads := make([]string, len(rs))
+	for i, r := range rs {
+		ts[i], payloads[i] = r.trigger()
+	}
+	s.mu.RUnlock()
+	for i := range ts {
+		if err := decode(&ts[i], payloads[i]); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// members returns the triggers in state st. s.mu must be held.
+func (s *Store) members(st trigger.State) iter.Seq[*record] {
+	if m := s.inState[st]; m != nil {
+		return maps.Keys(m)
+	}
+	return func(yield func(*record) bool) {
+		for _, r := range s.byID {
+			if r.state == st && !yield(r) {
+				return
+			}
+		}
+	}
+}
+
+// firstByID returns, in ID order, the first limit records of rs whose IDs
+// come after after. It keeps the best ones in a heap, so it needs
+// O(limit) memory however many records there are.
+func firstByID(rs iter.Seq[*record], after string, limit int) []*record {
+	var h idHeap
+	for r := range rs {
+		switch {
+		case r.id <= after:
+		case len(h) < limit:
+			heap.Push(&h, r)
+		case r.id < h[0].id:
+			h[0] = r
+			heap.Fix(&h, 0)
+		}
+	}
+	slices.SortFunc(h, func(a, b *record) int { return strings.Compare(a.id, b.id) })
+	return h
+}
+
+// idHeap is a max-heap of records by ID.
+type idHeap []*record
+
+func (h idHeap) Len() int           { return len(h) }
+func (h idHeap) Less(i, j int) bool { return h[i].id > h[j].id }
+func (h idHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *idHeap) Push(x any)        { *h = append(*h, x.(*record)) }
+func (h *idHeap) Pop() any {
+	r := (*h)[len(*h)-1]
+	*h = (*h)[:len(*h)-1]
+	return r
+}
+
+// Purge deletes old final triggers; see trigger.Store.
+func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
+	if err := q.Validate(); err != nil {
+		return 0, fmt.Errorf("memstore: %w", err)
+	}
+	before := clamp(q.Before)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for r := range s.inState[q.State] {
+		if n == q.Limit {
+			break
+		}
+		if r.updated < before {
+			s.detach(r)
+			delete(s.byID, r.id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+var errEmptyID = invalidf("empty trigger ID")
+
+func notFound(id string) error {
+	return fmt.Errorf("memstore: trigger %q: %w", id, trigger.ErrNotFound)
+}
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("memstore: %w: "+format, append([]any{trigger.ErrInvalid}, args...)...)
+}

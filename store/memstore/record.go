@@ -1,0 +1,232 @@
+package memstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"time"
+
+	"github.com/triggerkit/trigger"
+)
+
+// record is the stored form of a trigger, kept small because a store may hold
+// millions: times are Unix nanoseconds, counters are narrowed, the payload is
+// kept as its JSON encoding, and the fields a plain trigger leaves empty live
+// in extra. It is 96 bytes on 64-bit platforms.
+//
+// The payload string is never changed in place, so a reader decodes its own
+// copy of it after releasing the lock.
+type record struct {
+	id      string
+	payload string // JSON object; "" for an empty payload
+	x       *extra // nil when a trigger uses none of its fields
+	due     int64  // noTime while waiting
+	created int64
+	updated int64
+	token   uint64
+
+	attempt, maxAttempts, iteration int32
+
+	priority  int16
+	typ       trigger.Type
+	state     trigger.State
+	misfire   trigger.MisfirePolicy
+	recovered bool
+}
+
+// extra holds the fields most triggers leave empty, and the claim.
+type extra struct {
+	instanceID, parentInstanceID, nodeID, edgeID, queue string
+	cron, timeZone, waitKey, machine, lastError         string
+	traceContext                                        map[string]string
+
+	owner string
+	lease int64 // the lease deadline while running, else noTime
+}
+
+func (x *extra) empty() bool {
+	return x.instanceID == "" && x.parentInstanceID == "" && x.nodeID == "" && x.edgeID == "" &&
+		x.queue == "" && x.cron == "" && x.timeZone == "" && x.waitKey == "" && x.machine == "" &&
+		x.lastError == "" && len(x.traceContext) == 0 && x.owner == ""
+}
+
+// ext returns r.x, allocating it if needed.
+func (r *record) ext() *extra {
+	if r.x == nil {
+		r.x = &extra{lease: noTime}
+	}
+	return r.x
+}
+
+// key is r's place in the due order: the lease deadline while running, the
+// due time otherwise.
+func (r *record) key() int64 {
+	if r.state == trigger.StateRunning {
+		return r.x.lease
+	}
+	return r.due
+}
+
+// setLastError records a run's error; an empty one costs no extra.
+func (r *record) setLastError(msg string) {
+	if msg != "" || r.x != nil {
+		r.ext().lastError = msg
+	}
+}
+
+// endRun clears the claim of a trigger that stops running.
+func (r *record) endRun() {
+	r.recovered = false
+	if r.x == nil {
+		return
+	}
+	r.x.owner, r.x.lease = "", noTime
+	if r.x.empty() {
+		r.x = nil
+	}
+}
+
+// newRecord checks t and returns its record as saved at now.
+func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	if t.Attempt > math.MaxInt32 || t.MaxAttempts > math.MaxInt32 || t.Iteration > math.MaxInt32 {
+		return nil, invalidf("trigger %q: Attempt, MaxAttempts and Iteration must be at most %d", t.ID, math.MaxInt32)
+	}
+	updated, err := stamp(now, "now")
+	if err != nil {
+		return nil, err
+	}
+	created := updated
+	if !t.CreatedAt.IsZero() {
+		if created, err = stamp(t.CreatedAt, "CreatedAt"); err != nil {
+			return nil, err
+		}
+	}
+	payload, err := encode(t.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", t.ID, err)
+	}
+	r := &record{
+		id:          t.ID,
+		payload:     payload,
+		due:         nanos(t.DueAt), // in range: checked by Validate
+		created:     created,
+		updated:     updated,
+		attempt:     int32(t.Attempt),
+		maxAttempts: int32(t.MaxAttempts),
+		iteration:   int32(t.Iteration),
+		priority:    int16(t.Priority),
+		typ:         t.Type,
+		state:       t.InitialState(),
+		misfire:     t.Misfire,
+	}
+	x := extra{
+		instanceID: t.InstanceID, parentInstanceID: t.ParentInstanceID, nodeID: t.NodeID, edgeID: t.EdgeID,
+		queue: t.Queue, cron: t.Cron, timeZone: t.TimeZone, waitKey: t.WaitKey, machine: t.Machine,
+		lastError: t.LastError, traceContext: t.TraceContext, lease: noTime,
+	}
+	if !x.empty() {
+		x.traceContext = maps.Clone(x.traceContext)
+		r.x = new(extra)
+		*r.x = x
+	}
+	return r, nil
+}
+
+// trigger returns r as a Trigger, without its payload: the caller decodes
+// the returned JSON with decode once it has released the lock.
+func (r *record) trigger() (trigger.Trigger, string) {
+	t := trigger.Trigger{
+		ID:          r.id,
+		Type:        r.typ,
+		State:       r.state,
+		DueAt:       toTime(r.due),
+		Priority:    int(r.priority),
+		Attempt:     int(r.attempt),
+		MaxAttempts: int(r.maxAttempts),
+		Iteration:   int(r.iteration),
+		Misfire:     r.misfire,
+		CreatedAt:   toTime(r.created),
+		UpdatedAt:   toTime(r.updated),
+		Token:       r.token,
+		Recovered:   r.recovered,
+	}
+	if x := r.x; x != nil {
+		t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID = x.instanceID, x.parentInstanceID, x.nodeID, x.edgeID
+		t.Queue, t.Cron, t.TimeZone, t.WaitKey, t.Machine = x.queue, x.cron, x.timeZone, x.waitKey, x.machine
+		t.LastError, t.TraceContext = x.lastError, maps.Clone(x.traceContext)
+		t.Owner, t.LeaseUntil = x.owner, toTime(x.lease)
+	}
+	return t, r.payload
+}
+
+// encode returns p as JSON, or "" for an empty payload.
+func encode(p trigger.Payload) (string, error) {
+	if len(p) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("memstore: %w: the payload cannot be serialised: %w", trigger.ErrInvalid, err)
+	}
+	return string(b), nil
+}
+
+// decode sets t.Payload from its JSON.
+func decode(t *trigger.Trigger, payload string) error {
+	if payload == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(payload), &t.Payload); err != nil {
+		return fmt.Errorf("memstore: trigger %q: decoding the payload: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Times are kept as Unix nanoseconds; noTime stands for the zero time.
+const noTime = math.MinInt64
+
+var (
+	minTime = time.Unix(0, math.MinInt64+1)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// nanos returns t, which must be zero or within [minTime, maxTime], in
+// Unix nanoseconds.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return noTime
+	}
+	return t.UnixNano()
+}
+
+// stamp returns t, a time the store keeps, in Unix nanoseconds: an error
+// wrapping ErrInvalid if it is zero or outside the years 1678 to 2262.
+func stamp(t time.Time, name string) (int64, error) {
+	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
+		return 0, invalidf("%s %v is zero or outside [%v, %v]", name, t, minTime, maxTime)
+	}
+	return t.UnixNano(), nil
+}
+
+// clamp returns t, a bound of a query, in Unix nanoseconds, clamped to the
+// range the store holds.
+func clamp(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64 + 1
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func toTime(n int64) time.Time {
+	if n == noTime {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
