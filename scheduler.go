@@ -533,7 +533,7 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 	var o Outcome
 	if err != nil && (cause == errLeaseLost || cause == errCanceled) {
 		// The store would refuse the outcome: the trigger is no longer ours.
-		s.log.Info("run stopped", slog.String("trigger_id", t.ID), slog.Any("reason", cause))
+		s.logRun(&t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
 	} else {
 		o = s.outcome(&t, err, cause)
 		s.finish(&t, o)
@@ -620,25 +620,33 @@ func (s *Scheduler) retryOrFail(o *Outcome, t *Trigger, err error, delay time.Du
 // exists) fails the trigger for good: running it again would return the
 // same follow-ups.
 func (s *Scheduler) finish(t *Trigger, o Outcome) {
-	log := s.log.With(slog.String("trigger_id", t.ID), slog.String("trigger_type", t.Type.String()),
-		slog.String("node_id", t.NodeID), slog.Int("attempt", t.Attempt))
 	err := s.store.Finish(s.io, t.ID, t.Token, o)
 	if err != nil && len(o.FollowUps) > 0 && (errors.Is(err, ErrDuplicate) || errors.Is(err, ErrInvalid)) {
 		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "follow-up refused: " + err.Error()}
 		err = s.store.Finish(s.io, t.ID, t.Token, o)
 	}
+	outcome := slog.String("outcome", o.Kind.String())
 	switch {
 	case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
-		log.Warn("outcome not recorded: the trigger was claimed again, canceled or deleted", slog.String("outcome", o.Kind.String()), slog.Any("error", err))
+		s.logRun(t, slog.LevelWarn, "outcome not recorded: the trigger was claimed again, canceled or deleted", outcome, slog.Any("error", err))
 	case err != nil:
-		log.Error("outcome not recorded; the trigger runs again when its lease expires", slog.String("outcome", o.Kind.String()), slog.Any("error", err))
+		s.logRun(t, slog.LevelError, "outcome not recorded; the trigger runs again when its lease expires", outcome, slog.Any("error", err))
 	case o.Kind == OutcomeFail:
-		log.Error("trigger failed", slog.String("error", o.Error))
+		s.logRun(t, slog.LevelError, "trigger failed", slog.String("error", o.Error))
 	case o.Kind == OutcomeRetry:
-		log.Warn("trigger run failed; retrying", slog.Time("retry_at", o.At), slog.String("error", o.Error))
+		s.logRun(t, slog.LevelWarn, "trigger run failed; retrying", slog.Time("retry_at", o.At), slog.String("error", o.Error))
 	default:
-		log.Debug("trigger run finished", slog.String("outcome", o.Kind.String()))
+		s.logRun(t, slog.LevelDebug, "trigger run finished", outcome)
 	}
+}
+
+// logRun logs about a run with the trigger's attributes, building them only
+// when the level is enabled: this is on the path of every run.
+func (s *Scheduler) logRun(t *Trigger, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !s.log.Enabled(s.io, level) {
+		return
+	}
+	s.log.LogAttrs(s.io, level, msg, append(t.LogAttrs(), attrs...)...)
 }
 
 // armOutcome arms what a finished run left due soon: the trigger itself

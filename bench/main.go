@@ -1,0 +1,104 @@
+// Command bench measures the scheduler and prints tables.
+//
+//	go run ./bench                        # the core table, N = 100,000 and 1,000,000
+//	go run ./bench -table durable         # the bbolt store on this machine's disk
+//	go run ./bench -table recovery        # start-up with 1,000,000 triggers on disk
+//	go run ./bench -table all
+//
+// Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
+// are printed, never asserted: they depend on the machine.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+func main() {
+	var (
+		table = flag.String("table", "core", "which table: core, durable, recovery or all")
+		ns    = flag.String("n", "100000,1000000", "core table: comma-separated trigger counts")
+		procs = flag.Int("procs", 2, "GOMAXPROCS")
+		dir   = flag.String("dir", "", "durable tables: directory for bbolt files (default: a temporary directory)")
+		child = flag.String("recovery-child", "", "internal: run one recovery measurement on this file")
+		prof  = flag.String("cpuprofile", "", "write a CPU profile to this file")
+	)
+	flag.Parse()
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	runtime.GOMAXPROCS(*procs)
+	log.SetFlags(0)
+
+	if *child != "" {
+		recoveryChild(*child)
+		return
+	}
+	run := func(name string) bool { return *table == name || *table == "all" }
+	ran := false
+	if run("core") {
+		coreTable(parseCounts(*ns))
+		ran = true
+	}
+	if run("durable") {
+		durableTable(tempDir(*dir))
+		ran = true
+	}
+	if run("recovery") {
+		recoveryTable(tempDir(*dir))
+		ran = true
+	}
+	if !ran {
+		log.Printf("unknown table %q: use core, durable, recovery or all", *table)
+	}
+}
+
+func parseCounts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			log.Fatalf("bad -n %q: want positive integers separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func tempDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	d, err := os.MkdirTemp("", "triggerkit-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	return d
+}
+
+// table prints rows under a header, aligned.
+type table struct{ w *tabwriter.Writer }
+
+func newTable(title string, header ...string) *table {
+	fmt.Printf("\n%s\n\n", title)
+	t := &table{tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)}
+	t.row(header...)
+	return t
+}
+
+func (t *table) row(cells ...string) {
+	fmt.Fprintln(t.w, strings.Join(cells, "\t")+"\t")
+	t.w.Flush()
+}
