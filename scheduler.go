@@ -31,13 +31,19 @@ type Scheduler struct {
 	log      *slog.Logger
 	backoff  backoff.Policy
 
-	mu         sync.Mutex
-	work       *sync.Cond // signaled when ready or fired grows, or on stop
-	phase      phase
-	wheel      *wheel.Wheel[entry]
-	tracked    map[string]*wheel.Timer[entry] // armed, queued or running here
-	ready      readyQueue                     // due, not yet claimed
-	fired      []Trigger                      // claimed by Fire, not yet started
+	mu    sync.Mutex
+	work  *sync.Cond // signaled when ready or fired grows, or on stop
+	phase phase
+	wheel *wheel.Wheel[entry]
+	// queued holds the triggers in the ready queue or running here, so a
+	// scan does not queue them twice. Triggers armed in the wheel are not
+	// in it: a map entry per armed trigger would cost a random memory access
+	// on every Schedule and bytes for every trigger within the horizon. A
+	// trigger armed twice (a scan racing Schedule) or a stale timer (of a
+	// trigger canceled or fired early) is harmless: its claim fails.
+	queued     map[string]*wheel.Timer[entry]
+	ready      readyQueue // due, not yet claimed
+	fired      []Trigger  // claimed by Fire, not yet started
 	running    map[string]*run
 	armedUntil time.Time // triggers due by then are armed when scheduled
 	wakeAt     time.Time // when the wheel driver wakes next
@@ -68,16 +74,7 @@ const (
 type entry struct {
 	id       string
 	priority int32
-	stage    stage
 }
-
-type stage uint8
-
-const (
-	stageArmed   stage = iota // in the wheel
-	stageQueued               // in the ready queue
-	stageRunning              // claimed by a worker or by Fire
-)
 
 // run is a trigger running here: what the heartbeat extends and Cancel stops.
 type run struct {
@@ -111,7 +108,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
-		tracked:  make(map[string]*wheel.Timer[entry]),
+		queued:   make(map[string]*wheel.Timer[entry]),
 		running:  make(map[string]*run),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
@@ -307,10 +304,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 		s.release(t) // stopped while claiming: give it back
 		return ErrStopped
 	}
-	if old := s.tracked[id]; old != nil && old.Value.stage == stageArmed {
-		s.wheel.Remove(old)
-	}
-	s.tracked[id] = &wheel.Timer[entry]{Value: entry{id: id, priority: int32(t.Priority), stage: stageRunning}}
+	s.queued[id] = &wheel.Timer[entry]{Value: entry{id: id, priority: int32(t.Priority)}}
 	s.running[id] = &run{token: t.Token}
 	s.fired = append(s.fired, t)
 	s.work.Signal()
@@ -332,12 +326,10 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if err := s.store.Cancel(ctx, id, time.Now()); err != nil {
 		return fmt.Errorf("cancel %q: %w", id, err)
 	}
+	// A timer still armed for it stays in the wheel until its time: its
+	// claim then fails and it is dropped.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if tm := s.tracked[id]; tm != nil && tm.Value.stage == stageArmed {
-		s.wheel.Remove(tm)
-		delete(s.tracked, id)
-	}
 	if r := s.running[id]; r != nil && r.cancel != nil {
 		r.cancel(errCanceled)
 	}
@@ -384,14 +376,10 @@ func (s *Scheduler) armNew(id string, due time.Time, priority int) {
 	s.mu.Unlock()
 }
 
-// armLocked tracks a trigger: straight into the ready queue when it is due,
-// into the wheel otherwise. It does nothing for a trigger tracked already.
+// armLocked arms a trigger: straight into the ready queue when it is due,
+// into the wheel otherwise.
 func (s *Scheduler) armLocked(id string, due time.Time, priority int, now time.Time) {
-	if _, ok := s.tracked[id]; ok {
-		return
-	}
 	tm := &wheel.Timer[entry]{Value: entry{id: id, priority: int32(priority)}}
-	s.tracked[id] = tm
 	if !due.After(now) {
 		// Due already: straight to the ready queue. Adding and removing it
 		// records its due time, which orders the queue.
@@ -410,16 +398,21 @@ func (s *Scheduler) armLocked(id string, due time.Time, priority int, now time.T
 	}
 }
 
+// enqueueLocked moves a due trigger to the ready queue, unless it is queued
+// or running here already.
 func (s *Scheduler) enqueueLocked(tm *wheel.Timer[entry]) {
-	tm.Value.stage = stageQueued
+	if _, ok := s.queued[tm.Value.id]; ok {
+		return
+	}
+	s.queued[tm.Value.id] = tm
 	s.ready.push(tm)
 	s.work.Signal()
 }
 
-// untrackLocked forgets tm unless the id is tracked by a newer entry.
-func (s *Scheduler) untrackLocked(id string, tm *wheel.Timer[entry]) {
-	if s.tracked[id] == tm {
-		delete(s.tracked, id)
+// dequeueLocked forgets tm unless the id is queued by a newer entry.
+func (s *Scheduler) dequeueLocked(id string, tm *wheel.Timer[entry]) {
+	if s.queued[id] == tm {
+		delete(s.queued, id)
 	}
 }
 
@@ -476,13 +469,12 @@ func (s *Scheduler) worker() {
 			t := s.fired[0]
 			s.fired[0] = Trigger{}
 			s.fired = s.fired[1:]
-			tm := s.tracked[t.ID]
+			tm := s.queued[t.ID]
 			s.mu.Unlock()
 			s.execute(t, tm)
 			continue
 		}
 		tm := s.ready.pop()
-		tm.Value.stage = stageRunning
 		s.mu.Unlock()
 
 		now := time.Now()
@@ -503,7 +495,7 @@ func (s *Scheduler) worker() {
 // still has it, so the scan finds it again if it needs running.
 func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
 	s.mu.Lock()
-	s.untrackLocked(tm.Value.id, tm)
+	s.dequeueLocked(tm.Value.id, tm)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrClaimed), errors.Is(err, ErrNotDue), errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotFound):
@@ -541,7 +533,7 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 
 	s.mu.Lock()
 	delete(s.running, t.ID)
-	s.untrackLocked(t.ID, tm)
+	s.dequeueLocked(t.ID, tm)
 	s.mu.Unlock()
 	s.armOutcome(&t, &o)
 }
@@ -672,7 +664,7 @@ func (s *Scheduler) release(t Trigger) {
 	}
 	s.mu.Lock()
 	delete(s.running, t.ID)
-	delete(s.tracked, t.ID)
+	delete(s.queued, t.ID)
 	s.mu.Unlock()
 }
 
@@ -739,7 +731,7 @@ func (s *Scheduler) scanLoop() {
 }
 
 // scan reads the store in two passes. The first takes overdue triggers
-// (due by now, or whose lease expired) that are not tracked here, up to
+// (due by now, or whose lease expired) that are not queued here, up to
 // ScanLimit new ones. The second arms what came within the horizon since
 // the last scan: the window (armedUntil, now+Horizon].
 func (s *Scheduler) scan() {
@@ -755,7 +747,7 @@ func (s *Scheduler) scan() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, r := range refs {
-			if _, ok := s.tracked[r.ID]; !ok {
+			if _, ok := s.queued[r.ID]; !ok {
 				s.armLocked(r.ID, r.DueAt, r.Priority, now)
 				taken++
 			}

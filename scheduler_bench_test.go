@@ -1,0 +1,43 @@
+package trigger_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/triggerkit/trigger"
+	"github.com/triggerkit/trigger/store/memstore"
+)
+
+// BenchmarkSchedule measures Schedule on the in-memory store: "armed"
+// triggers are due within the horizon and go into the timing wheel,
+// "stored" ones are due in an hour and stay in the store only.
+func BenchmarkSchedule(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		due  time.Duration
+	}{{"armed", 50 * time.Second}, {"stored", time.Hour}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := trigger.New(memstore.New(), trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error { return nil }), trigger.Config{Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Start(context.Background())
+			defer s.Stop(context.Background())
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = "t" + strconv.Itoa(i)
+			}
+			due := time.Now().Add(bc.due)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := s.Schedule(ctx, trigger.Trigger{ID: ids[i], DueAt: due.Add(time.Duration(i) * time.Microsecond)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
