@@ -30,8 +30,14 @@ import (
 // each op exactly once, ops need not be idempotent, unlike bbolt's Batch.
 //
 // Lazy ops (nobody waits for them) carry writes that need not be durable when
-// the call returns, such as the record of a claim: they ride in the next
-// transaction.
+// the call returns, such as the record of a claim. They do not wake the
+// committer: they ride in the next group of durable writes, or, if none
+// comes within lazyDelay, in a commit of their own. So claims cost no
+// commit of their own under load, and at most one per lazyDelay when idle.
+
+// lazyDelay is how long a lazy op may wait for a durable write to ride with.
+// It bounds how long a claim's record stays unwritten (see lease.go).
+const lazyDelay = 20 * time.Millisecond
 
 // maxGroup bounds the ops of one transaction, so one commit stays short even
 // when very many writers queue at once.
@@ -89,9 +95,19 @@ func (s *Store) enqueue(o *op) error {
 		return ErrClosed
 	}
 	s.queue = append(s.queue, o)
-	if o.done != nil {
-		s.waiting++
+	if o.done == nil {
+		if !s.lazyArmed {
+			s.lazyArmed = true
+			if s.lazyTimer == nil {
+				s.lazyTimer = time.AfterFunc(lazyDelay, s.signal)
+			} else {
+				s.lazyTimer.Reset(lazyDelay)
+			}
+		}
+		s.qmu.Unlock()
+		return nil
 	}
+	s.waiting++
 	s.qmu.Unlock()
 	s.signal()
 	return nil
@@ -115,6 +131,10 @@ func (s *Store) take() (ops []*op, closing bool) {
 		s.queue = s.queue[n:]
 	}
 	closing = s.closing
+	if s.lazyArmed {
+		s.lazyArmed = false
+		s.lazyTimer.Stop()
+	}
 	for _, o := range batch {
 		if o.done != nil {
 			s.waiting--

@@ -36,10 +36,11 @@
 // So a lease can only belong to this process, and it cannot outlive it.
 // Leases are kept in memory: a claim costs no fsync. Its record (state
 // running, owner, fencing token, attempt) is written with the next group
-// commit, without the claimer waiting for it, so that after a crash the
-// trigger is claimable at once, its next claim is marked Recovered, and the
-// interrupted run counts as an attempt. A crash within about one commit of a
-// claim may lose that record: the run is then not counted. Extend changes
+// commit, without the claimer waiting for it and without a commit of its own
+// unless no other write comes within 20 ms, so that after a crash the trigger
+// is claimable at once, its next claim is marked Recovered, and the
+// interrupted run counts as an attempt. A crash within those 20 ms may lose
+// that record: the run is then not counted. Extend changes
 // the deadline in memory only. Close ends every lease: a Store opened later
 // reports ErrLeaseLost to a previous owner.
 //

@@ -24,8 +24,9 @@ import (
 // Recovered. The lease deadline is written as the claim time: after a
 // restart no lease is live, so the trigger must be claimable at once and the
 // due scan finds it in the order it was claimed. Trade-off: a crash within
-// one commit (about a millisecond) of a claim loses that record, so that
-// run is not counted and the next claim is not marked Recovered.
+// lazyDelay (20 ms) of a claim may lose that record, so that run is not
+// counted and the next claim is not marked Recovered. When the run's Finish
+// comes first, the claim's record is not written at all (see finishing).
 //
 // Every reader sees the table and the file consistently:
 //

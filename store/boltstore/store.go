@@ -77,13 +77,17 @@ type Store struct {
 	reserving bool                     // a reservation of more tokens is queued
 
 	// The commit queue; see commit.go.
-	qmu      sync.Mutex
-	queue    []*op
-	waiting  int // ops in queue that a writer waits for (not lazy)
-	closing  bool
-	wake     chan struct{}
-	loopDone chan struct{}
-	commits  atomic.Uint64 // transactions committed, for tests and benchmarks
+	qmu     sync.Mutex
+	queue   []*op
+	waiting int // ops in queue that a writer waits for (not lazy)
+	// lazyTimer wakes the committer for lazy ops no durable write took
+	// along; lazyArmed says it is running.
+	lazyTimer *time.Timer
+	lazyArmed bool
+	closing   bool
+	wake      chan struct{}
+	loopDone  chan struct{}
+	commits   atomic.Uint64 // transactions committed, for tests and benchmarks
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -282,6 +286,9 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		s.qmu.Lock()
 		s.closing = true
+		if s.lazyTimer != nil {
+			s.lazyTimer.Stop()
+		}
 		s.qmu.Unlock()
 		s.signal()
 		<-s.loopDone
