@@ -99,7 +99,7 @@ func (s *Store) enqueue(o *op) error {
 		if !s.lazyArmed {
 			s.lazyArmed = true
 			if s.lazyTimer == nil {
-				s.lazyTimer = time.AfterFunc(lazyDelay, s.signal)
+				s.lazyTimer = time.AfterFunc(lazyDelay, s.lazyFire)
 			} else {
 				s.lazyTimer.Reset(lazyDelay)
 			}
@@ -113,6 +113,14 @@ func (s *Store) enqueue(o *op) error {
 	return nil
 }
 
+// lazyFire is the lazy timer: lazy ops waited long enough.
+func (s *Store) lazyFire() {
+	s.qmu.Lock()
+	s.lazyDue = true
+	s.qmu.Unlock()
+	s.signal()
+}
+
 func (s *Store) signal() {
 	select {
 	case s.wake <- struct{}{}:
@@ -121,8 +129,13 @@ func (s *Store) signal() {
 }
 
 // take removes up to maxGroup ops from the queue, leaving out withdrawn ones.
+// It takes nothing while only lazy ops wait, until their timer fires.
 func (s *Store) take() (ops []*op, closing bool) {
 	s.qmu.Lock()
+	if s.waiting == 0 && !s.lazyDue && !s.closing {
+		s.qmu.Unlock()
+		return nil, false
+	}
 	n := min(len(s.queue), maxGroup)
 	batch := s.queue[:n]
 	if n == len(s.queue) {
@@ -131,9 +144,14 @@ func (s *Store) take() (ops []*op, closing bool) {
 		s.queue = s.queue[n:]
 	}
 	closing = s.closing
-	if s.lazyArmed {
-		s.lazyArmed = false
-		s.lazyTimer.Stop()
+	if len(s.queue) == 0 {
+		// Every lazy op rides in this group. (Ops left for the next group
+		// keep the timer, or its firing, for themselves.)
+		s.lazyDue = false
+		if s.lazyArmed {
+			s.lazyArmed = false
+			s.lazyTimer.Stop()
+		}
 	}
 	for _, o := range batch {
 		if o.done != nil {

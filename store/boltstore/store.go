@@ -81,9 +81,10 @@ type Store struct {
 	queue   []*op
 	waiting int // ops in queue that a writer waits for (not lazy)
 	// lazyTimer wakes the committer for lazy ops no durable write took
-	// along; lazyArmed says it is running.
+	// along; lazyArmed says it is running, lazyDue that it fired.
 	lazyTimer *time.Timer
 	lazyArmed bool
+	lazyDue   bool
 	closing   bool
 	wake      chan struct{}
 	loopDone  chan struct{}

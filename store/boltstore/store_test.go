@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -737,4 +738,41 @@ func TestFailedCommit(t *testing.T) {
 	if _, err := s.Get(ctx, "big"); !errors.Is(err, trigger.ErrNotFound) {
 		t.Fatalf("Get of the trigger whose Save failed: %v", err)
 	}
+}
+
+// TestClaimCostsNoCommit: a claim's record waits for a durable write to ride
+// with, and gets a commit of its own only after lazyDelay. (Fake time: the
+// store's timer runs in the synctest bubble.)
+func TestClaimCostsNoCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		s, _ := newTest(t)
+		must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0)}))
+		before := s.commits.Load()
+		_, err := s.Claim(ctx, "a", claimFor("o", t0))
+		must(t, err)
+		synctest.Wait()
+		if n := s.commits.Load() - before; n != 0 {
+			t.Fatalf("a claim caused %d commits at once", n)
+		}
+		time.Sleep(lazyDelay)
+		synctest.Wait()
+		if n := s.commits.Load() - before; n != 1 {
+			t.Fatalf("%d commits after lazyDelay, want 1 (the claim's record)", n)
+		}
+		// A claim followed by a durable write rides with it.
+		_, err = s.Claim(ctx, "b", claimFor("o", t0))
+		must(t, err)
+		must(t, s.Save(ctx, t0, next("c", t0)))
+		time.Sleep(lazyDelay)
+		synctest.Wait()
+		if n := s.commits.Load() - before; n != 2 {
+			t.Fatalf("%d commits, want 2: the second claim's record rides with the Save", n)
+		}
+		got, err := s.Get(ctx, "b")
+		must(t, err)
+		if got.State != trigger.StateRunning {
+			t.Fatalf("b is %s", got.State)
+		}
+	})
 }
