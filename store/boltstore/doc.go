@@ -1,29 +1,30 @@
 // Package boltstore is the durable trigger store for a single binary: a
-// [trigger.Store] in one bbolt file, with no server to run.
+// [trigger.Store] in one bbolt file, with no server to run. A Store is safe
+// for concurrent use.
 //
 // # Durability
 //
 // Save, SaveBatch, Finish, Cancel, Requeue, Delete and Purge return only
-// once their change is committed and fsynced: kill the process (or the
-// machine) at any instant after they return and the change is there when
-// the file is opened again. A call that returns an error changed nothing.
-// If the call's context ends while its write is still queued, the write is
-// withdrawn and the call returns ctx.Err() (nothing was written); once the
-// committer has taken the write, the call waits for that commit, about one
-// fsync, and reports its outcome.
+// once their change is committed and synced to disk: kill the process (or
+// the machine) at any instant after they return and the change is there
+// when the file is opened again. A call that returns an error changed
+// nothing. If the call's context ends while its write is still queued, the
+// write is withdrawn and the call returns ctx.Err() (nothing was written);
+// once the committer has taken the write, the call waits for that commit
+// and reports its outcome.
 //
-// Claim and Extend do not wait for the disk (see Leases).
+// Claim and Extend do not wait for the disk (see below).
 //
 // # Group commit
 //
 // Writes from all goroutines go through one committer, which applies
-// everything queued in one transaction and commits it with one sync of the
-// file. Throughput therefore grows with the number of concurrent writers
-// instead of being one fsync per trigger, and a lone writer waits for no
-// batching delay. Each write is checked
-// before it is applied, so a failing write (a duplicate ID, a stale fencing
-// token) fails alone; Finish and its follow-ups, and a SaveBatch, are
-// applied together or not at all.
+// everything queued in one bbolt transaction and commits it once (bbolt
+// syncs the file twice per commit, whatever its size). Throughput therefore
+// grows with the number of concurrent writers instead of being one commit
+// per trigger, and a lone writer waits for no batching delay. Each write is
+// checked before it is applied, so a failing write (a duplicate ID, a stale
+// fencing token) fails alone; Finish and its follow-ups, and a SaveBatch,
+// are applied together or not at all.
 //
 // # One process per file, and what it means for leases
 //
@@ -34,15 +35,14 @@
 // processes need a shared store such as PostgreSQL.
 //
 // So a lease can only belong to this process, and it cannot outlive it.
-// Leases are kept in memory: a claim costs no fsync. Its record (state
-// running, owner, fencing token, attempt) is written with the next group
-// commit, without the claimer waiting for it and without a commit of its own
-// unless no other write comes within 20 ms, so that after a crash the trigger
-// is claimable at once, its next claim is marked Recovered, and the
-// interrupted run counts as an attempt. A crash within those 20 ms may lose
-// that record: the run is then not counted. Extend changes
-// the deadline in memory only. Close ends every lease: a Store opened later
-// reports ErrLeaseLost to a previous owner.
+// Leases are kept in memory, and a claim costs no sync: its record (state
+// running, owner, fencing token, attempt) rides with the next commit of
+// other writes, or gets a commit of its own when none comes within 20 ms.
+// After a crash the trigger is therefore claimable at once, its next claim
+// is marked Recovered, and the interrupted run counts as an attempt; a crash
+// within 20 ms of a claim may lose its record, and then that run is not
+// counted. Extend changes the deadline in memory only. Close ends every
+// lease: a Store opened later reports ErrLeaseLost to a previous owner.
 //
 // Fencing tokens grow across restarts: tokens are reserved on disk in blocks
 // and each Open starts above everything reserved before.
@@ -60,8 +60,8 @@
 // Everything lives in buckets named "triggerkit.*" (so a database given to
 // [Wrap] can hold other data): a meta bucket with the file format version
 // and the token reservation, the records keyed by trigger ID, and three
-// index buckets (due time, state, and final state by update time).
-// The format version is 1; Open refuses a file with a newer version with
+// index buckets (due time, state, and final state by update time). The
+// format version is 1; Open refuses a file with a newer version with
 // [ErrFormat]. Records use a compact, versioned binary encoding (see
 // codec.go). A record that does not decode is reported with its ID
 // ([ErrCorrupt] from Get, a log entry from scans, which skip it); the rest of
