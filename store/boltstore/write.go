@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/triggerkit/trigger"
@@ -58,7 +59,7 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		t.UpdatedAt = now
 		t.Owner, t.LeaseUntil, t.Token, t.Recovered = "", time.Time{}, 0, false
 		if len(t.TraceContext) > 0 {
-			t.TraceContext = cloneMap(t.TraceContext)
+			t.TraceContext = maps.Clone(t.TraceContext)
 		}
 		recs[i] = change{new: &record{t: t, payload: payload}}
 		if err := recs[i].encode(); err != nil {
@@ -66,14 +67,6 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		}
 	}
 	return recs, nil
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // Finish implements trigger.Store.
