@@ -424,7 +424,7 @@ func crashVerify(t *testing.T, dir string, final int) crashStats {
 			}
 			// Attempts count claims: they grow from one run to the next
 			// within a generation. Across a kill they may stay (the record of
-			// a claim made within a commit of the kill may be lost, as the
+			// a claim made shortly before the kill may be lost, as the
 			// package documentation says) but never go back.
 			switch {
 			case attempt < 1:
