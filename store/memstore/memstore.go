@@ -17,15 +17,15 @@
 //
 // # Cost
 //
-// A pending trigger with a short ID and nothing but a due time costs about
-// 200 bytes: a 96-byte record, its entry in the ID map and in the due index,
-// and its ID. Fields that most triggers leave empty (InstanceID, NodeID,
-// Cron, LastError, TraceContext, ...) and the claim of a running trigger
-// take a further 200 bytes when a trigger uses one of them. Save, Claim and
-// Finish take O(log n) time. List of scheduled triggers scans the whole
-// store; List of other states and Purge scan the triggers in that state.
-// Times are kept as Unix nanoseconds: times the store keeps (due times,
-// lease deadlines, now) must lie in the years 1678 to 2262.
+// A pending trigger with a 16-byte ID and nothing but a due time takes about
+// 170 bytes of heap: a 96-byte record, the ID, and its entries in the ID map
+// and the due index. The fields most triggers leave empty (InstanceID,
+// NodeID, Cron, LastError, TraceContext, ...) and the claim of a running
+// trigger take about 200 bytes more, only in the triggers that use them.
+// Save, Claim and Finish take O(log n) time. List of scheduled triggers
+// scans the whole store; List of another state, and Purge, scan the triggers
+// in that state. Times are kept as Unix nanoseconds: the times a store keeps
+// (due times, lease deadlines, now) must lie in the years 1678 to 2262.
 package memstore
 
 import (
@@ -40,19 +40,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/btree"
-
 	"github.com/triggerkit/trigger"
 )
 
 // Store is an in-memory trigger store. Make one with New.
 type Store struct {
-	mu   sync.RWMutex
-	byID map[string]*record
+	mu  sync.RWMutex
+	ids idMap
 	// due orders the claimable triggers (scheduled, retrying and running)
 	// as Due returns them. A running trigger sits at its lease deadline, so
 	// it comes due again when its lease expires.
-	due *btree.BTreeG[entry]
+	due index
 	// inState holds the triggers of each state but scheduled, so List and
 	// Purge need not scan the store for them. Scheduled triggers are the
 	// bulk of a large store: a set of them would cost more than it saves.
@@ -64,8 +62,7 @@ var _ trigger.Store = (*Store)(nil)
 // New returns an empty store.
 func New() *Store {
 	s := &Store{
-		byID: make(map[string]*record),
-		due:  btree.NewBTreeGOptions(entry.less, btree.Options{NoLocks: true}),
+		ids: newIDMap(),
 	}
 	for _, st := range trigger.States() {
 		if st != trigger.StateScheduled {
@@ -73,24 +70,6 @@ func New() *Store {
 		}
 	}
 	return s
-}
-
-// entry is a trigger's place in the due index. Priority and ID, which break
-// ties between entries due at the same time, never change, so they are read
-// from the record.
-type entry struct {
-	at int64 // record.key()
-	r  *record
-}
-
-func (a entry) less(b entry) bool {
-	if a.at != b.at {
-		return a.at < b.at
-	}
-	if a.r.priority != b.r.priority {
-		return a.r.priority > b.r.priority
-	}
-	return a.r.id < b.r.id
 }
 
 // inDue reports whether triggers in state st are in the due index.
@@ -102,7 +81,7 @@ func inDue(st trigger.State) bool {
 // Every change of either goes detach, change, attach. s.mu must be held.
 func (s *Store) attach(r *record) {
 	if inDue(r.state) {
-		s.due.Set(entry{r.key(), r})
+		s.due.insert(entry{r.key(), r})
 	}
 	if m := s.inState[r.state]; m != nil {
 		m[r] = struct{}{}
@@ -111,7 +90,7 @@ func (s *Store) attach(r *record) {
 
 func (s *Store) detach(r *record) {
 	if inDue(r.state) {
-		s.due.Delete(entry{r.key(), r})
+		s.due.delete(entry{r.key(), r})
 	}
 	if m := s.inState[r.state]; m != nil {
 		delete(m, r)
@@ -121,12 +100,12 @@ func (s *Store) detach(r *record) {
 // insert adds rs, or nothing if one of their IDs is taken. s.mu must be held.
 func (s *Store) insert(rs ...*record) error {
 	for _, r := range rs {
-		if _, ok := s.byID[r.id]; ok {
+		if s.ids.get(r.id) != nil {
 			return fmt.Errorf("memstore: trigger %q: %w", r.id, trigger.ErrDuplicate)
 		}
 	}
 	for _, r := range rs {
-		s.byID[r.id] = r
+		s.ids.add(r)
 		s.attach(r)
 	}
 	return nil
@@ -182,14 +161,25 @@ func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
 		return trigger.Trigger{}, errEmptyID
 	}
 	s.mu.RLock()
-	r, ok := s.byID[id]
-	if !ok {
+	r := s.ids.get(id)
+	if r == nil {
 		s.mu.RUnlock()
 		return trigger.Trigger{}, notFound(id)
 	}
 	t, payload := r.trigger()
 	s.mu.RUnlock()
-	return t, decode(&t, payload)
+	return withPayload(t, payload)
+}
+
+// withPayload returns t, read under the lock, with its payload decoded from
+// JSON.
+func withPayload(t trigger.Trigger, payload string) (trigger.Trigger, error) {
+	p, err := decode(t.ID, payload)
+	if err != nil {
+		return trigger.Trigger{}, err
+	}
+	t.Payload = p
+	return t, nil
 }
 
 // Due returns claimable triggers in due order; see trigger.Store.
@@ -203,10 +193,10 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		return nil, nil
 	}
 	last := max(now, until)
-	var refs []trigger.Ref
+	refs := make([]trigger.Ref, 0, min(q.Limit, 256))
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	s.due.Ascend(from, func(e entry) bool {
+	s.due.ascend(from, func(e entry) bool {
 		if e.at > last {
 			return false
 		}
@@ -214,7 +204,7 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		if e.r.state == trigger.StateRunning {
 			claimable = e.at <= now
 		}
-		if claimable && from.less(e) {
+		if claimable && from.compare(e) < 0 {
 			refs = append(refs, trigger.Ref{ID: e.r.id, DueAt: toTime(e.at), Priority: int(e.r.priority)})
 		}
 		return len(refs) < q.Limit
@@ -222,15 +212,18 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	return refs, nil
 }
 
+// first sorts before every record due at the same time.
+var first = &record{priority: math.MaxInt16}
+
 // cursor returns the entry Due starts from: entries equal to it are skipped.
 // It reports false when nothing can come after.
 func cursor(after trigger.Ref) (entry, bool) {
 	switch at := clamp(after.DueAt); {
 	case after.DueAt.IsZero():
-		return entry{math.MinInt64, &record{priority: math.MaxInt16}}, true
+		return entry{math.MinInt64, first}, true
 	case after.ID == "":
 		// After everything due at or before at: the first place at at+1.
-		return entry{at + 1, &record{priority: math.MaxInt16}}, at < math.MaxInt64
+		return entry{at + 1, first}, at < math.MaxInt64
 	default:
 		p := min(max(after.Priority, math.MinInt16), math.MaxInt16)
 		return entry{at, &record{id: after.ID, priority: int16(p)}}, true
@@ -255,8 +248,8 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 	}
 
 	s.mu.Lock()
-	r, ok := s.byID[id]
-	if !ok {
+	r := s.ids.get(id)
+	if r == nil {
 		s.mu.Unlock()
 		return trigger.Trigger{}, notFound(id)
 	}
@@ -277,7 +270,7 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 	s.attach(r)
 	t, payload := r.trigger()
 	s.mu.Unlock()
-	return t, decode(&t, payload)
+	return withPayload(t, payload)
 }
 
 // claimable returns why r cannot be claimed at now, or nil.
@@ -300,9 +293,9 @@ func claimable(r *record, now int64, force bool) error {
 // held returns the running trigger id if token is its current one. s.mu
 // must be held.
 func (s *Store) held(id string, token uint64) (*record, error) {
-	r, ok := s.byID[id]
+	r := s.ids.get(id)
 	switch {
-	case !ok:
+	case r == nil:
 		return nil, fmt.Errorf("memstore: trigger %q no longer exists: %w", id, trigger.ErrLeaseLost)
 	case r.state != trigger.StateRunning:
 		return nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrLeaseLost)
@@ -421,9 +414,9 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.byID[id]
+	r := s.ids.get(id)
 	switch {
-	case !ok:
+	case r == nil:
 		return notFound(id)
 	case r.state == trigger.StateCanceled:
 		return nil
@@ -453,9 +446,9 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.byID[id]
+	r := s.ids.get(id)
 	switch {
-	case !ok:
+	case r == nil:
 		return notFound(id)
 	case r.state != trigger.StateFailed && r.state != trigger.StateCanceled:
 		return fmt.Errorf("memstore: trigger %q is %s, not failed or canceled: %w", id, r.state, trigger.ErrInvalidState)
@@ -473,12 +466,12 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.byID[id]
-	if !ok {
+	r := s.ids.get(id)
+	if r == nil {
 		return notFound(id)
 	}
 	s.detach(r)
-	delete(s.byID, id)
+	s.ids.remove(r)
 	return nil
 }
 
@@ -496,7 +489,8 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 	}
 	s.mu.RUnlock()
 	for i := range ts {
-		if err := decode(&ts[i], payloads[i]); err != nil {
+		var err error
+		if ts[i].Payload, err = decode(ts[i].ID, payloads[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -509,7 +503,7 @@ func (s *Store) members(st trigger.State) iter.Seq[*record] {
 		return maps.Keys(m)
 	}
 	return func(yield func(*record) bool) {
-		for _, r := range s.byID {
+		for r := range s.ids.all() {
 			if r.state == st && !yield(r) {
 				return
 			}
@@ -564,7 +558,7 @@ func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
 		}
 		if r.updated < before {
 			s.detach(r)
-			delete(s.byID, r.id)
+			s.ids.remove(r)
 			n++
 		}
 	}

@@ -175,15 +175,16 @@ func encode(p trigger.Payload) (string, error) {
 	return string(b), nil
 }
 
-// decode sets t.Payload from its JSON.
-func decode(t *trigger.Trigger, payload string) error {
+// decode returns the payload of trigger id from its JSON.
+func decode(id, payload string) (trigger.Payload, error) {
 	if payload == "" {
-		return nil
+		return nil, nil
 	}
-	if err := json.Unmarshal([]byte(payload), &t.Payload); err != nil {
-		return fmt.Errorf("memstore: trigger %q: decoding the payload: %w", t.ID, err)
+	var p trigger.Payload
+	if err := json.Unmarshal([]byte(payload), &p); err != nil {
+		return nil, fmt.Errorf("memstore: trigger %q: decoding the payload: %w", id, err)
 	}
-	return nil
+	return p, nil
 }
 
 // Times are kept as Unix nanoseconds; noTime stands for the zero time.
