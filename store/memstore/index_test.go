@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // TestIndex checks the B+tree against a sorted slice through random inserts
@@ -164,4 +165,15 @@ func checkNode(t *testing.T, root, n *node, lo, hi *entry, rightEdge bool, depth
 		leafDepth = d
 	}
 	return leafDepth
+}
+
+// TestSizes guards the sizes the memory cost rests on: a record fills a
+// 96-byte allocation and a node a 1 KiB one.
+func TestSizes(t *testing.T) {
+	if s := unsafe.Sizeof(record{}); s != 96 {
+		t.Errorf("a record is %d bytes, want 96", s)
+	}
+	if s := unsafe.Sizeof(node{}); s > 1024 || s <= 1024-16 {
+		t.Errorf("a node is %d bytes, want just under 1024", s)
+	}
 }

@@ -21,7 +21,7 @@ type record struct {
 	id      string
 	payload string // JSON object; "" for an empty payload
 	x       *extra // nil when a trigger uses none of its fields
-	due     int64  // noTime while waiting
+	due     int64  // noTime for a trigger without a due time
 	created int64
 	updated int64
 	token   uint64

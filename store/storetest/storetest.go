@@ -18,13 +18,24 @@
 //
 // Run the suite with -race: some subtests hit one store from many goroutines.
 //
-// Beyond the written contract, the suite pins down three details a caller can
-// observe: Save ignores the claim fields of its argument (State, Owner,
-// LeaseUntil, Token, Recovered, UpdatedAt); a trigger that stops running
-// (Finish, Cancel) loses its Owner and LeaseUntil but keeps its last Token; and
-// Extend, Cancel and Requeue reject a zero time, and Extend a deadline that is
-// not after now, with ErrInvalid, like the Validate methods do for the other
-// operations.
+// Where the contract is silent, the suite pins down what a caller can
+// observe:
+//
+//   - Save ignores the fields the store owns: State, UpdatedAt, Owner,
+//     LeaseUntil, Token and Recovered.
+//   - Every write sets UpdatedAt to its time: Claim, Extend, Finish, Cancel,
+//     Requeue.
+//   - A trigger that stops running (Finish, Cancel) loses its Owner and
+//     LeaseUntil and keeps its last Token. Recovered is checked only on the
+//     result of Claim.
+//   - A lease ends at its deadline: a claim at exactly LeaseUntil recovers
+//     the trigger, as Due returns it once its lease ended at or before Now.
+//   - Extend and Finish of an unknown ID fail with ErrLeaseLost (the
+//     trigger may have been deleted); Get, Claim, Cancel, Requeue and Delete
+//     of one fail with ErrNotFound.
+//   - A zero time is bad input (ErrInvalid) to Save, SaveBatch, Extend,
+//     Cancel and Requeue, and so is an Extend deadline not after now, as the
+//     Validate methods have it for the other operations.
 package storetest
 
 import (
