@@ -44,21 +44,25 @@ type Scheduler struct {
 	queued     map[string]*wheel.Timer[entry]
 	ready      readyQueue // due, not yet claimed
 	fired      []Trigger  // claimed by Fire, not yet started
-	running    map[string]*run
+	running    map[string]run
+	shutdown   bool      // Stop's context ended: runs are canceled
 	armedUntil time.Time // triggers due by then are armed when scheduled
 	wakeAt     time.Time // when the wheel driver wakes next
 	moreDue    bool      // the last scan left overdue triggers in the store
 
-	wake     chan struct{}           // pokes the wheel driver
-	scanNow  chan struct{}           // pokes the scanner
-	stopping chan struct{}           // closed by Stop
-	idle     chan struct{}           // closed when no run can start or be in progress
-	stopped  chan struct{}           // closed when every goroutine has returned
-	io       context.Context         // for store calls: never canceled
-	base     context.Context         // parent of every run's context
-	hardStop context.CancelCauseFunc // cancels base with errShutdown
-	wg       sync.WaitGroup          // workers, wheel and scan loops
-	hbWG     sync.WaitGroup          // the heartbeat, which outlives the workers
+	wake     chan struct{} // pokes the wheel driver
+	scanNow  chan struct{} // pokes the scanner
+	stopping chan struct{} // closed by Stop
+	idle     chan struct{} // closed when no run can start or be in progress
+	stopped  chan struct{} // closed when every goroutine has returned
+
+	// io carries the values of Start's context and is never canceled: it is
+	// the context of store calls and the parent of every run's context (a
+	// run is canceled through its own cancel func, which keeps runs from
+	// contending on a shared parent).
+	io   context.Context
+	wg   sync.WaitGroup // workers, wheel and scan loops
+	hbWG sync.WaitGroup // the heartbeat, which outlives the workers
 }
 
 type phase uint8
@@ -109,7 +113,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]*wheel.Timer[entry]),
-		running:  make(map[string]*run),
+		running:  make(map[string]run),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -140,7 +144,6 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	}
 	s.phase = phaseStarted
 	s.io = context.WithoutCancel(ctx)
-	s.base, s.hardStop = context.WithCancelCause(s.io)
 	s.wheel = wheel.New[entry](s.cfg.Tick, time.Now())
 	s.wg.Go(s.scanLoop)
 	s.wg.Go(s.wheelLoop)
@@ -152,7 +155,6 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		s.wg.Wait()
 		close(s.idle)
 		s.hbWG.Wait()
-		s.hardStop(nil)
 		close(s.stopped)
 	}()
 	return nil
@@ -187,7 +189,14 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
-		s.hardStop(errShutdown)
+		s.mu.Lock()
+		s.shutdown = true
+		for _, r := range s.running {
+			if r.cancel != nil {
+				r.cancel(errShutdown)
+			}
+		}
+		s.mu.Unlock()
 		return ctx.Err()
 	}
 }
@@ -305,7 +314,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 		return ErrStopped
 	}
 	s.queued[id] = &wheel.Timer[entry]{Value: entry{id: id, priority: int32(t.Priority)}}
-	s.running[id] = &run{token: t.Token}
+	s.running[id] = run{token: t.Token}
 	s.fired = append(s.fired, t)
 	s.work.Signal()
 	s.mu.Unlock()
@@ -330,7 +339,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	// claim then fails and it is dropped.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.running[id]; r != nil && r.cancel != nil {
+	if r := s.running[id]; r.cancel != nil {
 		r.cancel(errCanceled)
 	}
 	return nil
@@ -484,7 +493,7 @@ func (s *Scheduler) worker() {
 			continue
 		}
 		s.mu.Lock()
-		s.running[t.ID] = &run{token: t.Token}
+		s.running[t.ID] = run{token: t.Token}
 		s.mu.Unlock()
 		s.execute(t, tm)
 	}
@@ -507,7 +516,7 @@ func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
 
 // execute runs a claimed trigger and records its outcome.
 func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
-	ctx, cancel := context.WithCancelCause(s.base)
+	ctx, cancel := context.WithCancelCause(s.io)
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
@@ -515,8 +524,10 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 		defer stop()
 	}
 	s.mu.Lock()
-	r := s.running[t.ID]
-	r.cancel = cancel
+	s.running[t.ID] = run{token: t.Token, cancel: cancel}
+	if s.shutdown {
+		cancel(errShutdown)
+	}
 	s.mu.Unlock()
 
 	arg := t // the consumer may change its copy
@@ -674,8 +685,8 @@ func (s *Scheduler) heartbeatLoop() {
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	type held struct {
-		id  string
-		run *run
+		id    string
+		token uint64
 	}
 	var batch []held
 	for {
@@ -687,19 +698,19 @@ func (s *Scheduler) heartbeatLoop() {
 		batch = batch[:0]
 		s.mu.Lock()
 		for id, r := range s.running {
-			batch = append(batch, held{id, r})
+			batch = append(batch, held{id, r.token})
 		}
 		s.mu.Unlock()
 		for _, h := range batch {
 			now := time.Now()
-			err := s.store.Extend(s.io, h.id, h.run.token, now, now.Add(s.cfg.LeaseDuration))
+			err := s.store.Extend(s.io, h.id, h.token, now, now.Add(s.cfg.LeaseDuration))
 			switch {
 			case err == nil:
 			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
 				s.log.Warn("lease lost; stopping the run", slog.String("trigger_id", h.id), slog.Any("error", err))
 				s.mu.Lock()
-				if h.run.cancel != nil {
-					h.run.cancel(errLeaseLost)
+				if r := s.running[h.id]; r.token == h.token && r.cancel != nil {
+					r.cancel(errLeaseLost)
 				}
 				s.mu.Unlock()
 			default:
@@ -819,21 +830,28 @@ func (s *Scheduler) purge(now time.Time) {
 }
 
 // readyQueue is a heap of due triggers: higher priority first, then earlier
-// due time.
-type readyQueue struct{ h []*wheel.Timer[entry] }
+// due time. The keys sit in the heap array so that ordering never follows a
+// pointer.
+type readyQueue struct{ h []readyItem }
+
+type readyItem struct {
+	priority int32
+	due      int64
+	tm       *wheel.Timer[entry]
+}
 
 func (q *readyQueue) len() int { return len(q.h) }
 
 func (q *readyQueue) less(i, j int) bool {
-	a, b := q.h[i], q.h[j]
-	if a.Value.priority != b.Value.priority {
-		return a.Value.priority > b.Value.priority
+	a, b := &q.h[i], &q.h[j]
+	if a.priority != b.priority {
+		return a.priority > b.priority
 	}
-	return a.When().Before(b.When())
+	return a.due < b.due
 }
 
 func (q *readyQueue) push(tm *wheel.Timer[entry]) {
-	q.h = append(q.h, tm)
+	q.h = append(q.h, readyItem{priority: tm.Value.priority, due: tm.When().UnixNano(), tm: tm})
 	for i := len(q.h) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !q.less(i, p) {
@@ -846,9 +864,9 @@ func (q *readyQueue) push(tm *wheel.Timer[entry]) {
 
 func (q *readyQueue) pop() *wheel.Timer[entry] {
 	n := len(q.h) - 1
-	top := q.h[0]
+	top := q.h[0].tm
 	q.h[0] = q.h[n]
-	q.h[n] = nil
+	q.h[n] = readyItem{}
 	q.h = q.h[:n]
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i

@@ -3,6 +3,7 @@ package trigger_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,4 +41,38 @@ func BenchmarkSchedule(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFire measures the run path: b.N triggers already due are
+// recovered at Start, claimed, run by a no-op consumer and completed.
+func BenchmarkFire(b *testing.B) {
+	store := memstore.New()
+	now := time.Now()
+	ctx := context.Background()
+	for i := range b.N {
+		if err := store.Save(ctx, now, trigger.Trigger{ID: "t" + strconv.Itoa(i), Type: trigger.TypeNext, DueAt: now}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	n := 0
+	var mu sync.Mutex
+	s, err := trigger.New(store, trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error {
+		mu.Lock()
+		n++
+		if n == b.N {
+			close(done)
+		}
+		mu.Unlock()
+		return nil
+	}), trigger.Config{Logger: quiet, ScanLimit: 10000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	s.Start(ctx)
+	<-done
+	b.StopTimer()
+	s.Stop(ctx)
 }

@@ -22,16 +22,69 @@ import (
 // the in-memory store, a no-op consumer, 16 workers.
 func coreTable(counts []int) {
 	t := newTable("Core: N one-shot triggers due over 10 s, memstore, no-op consumer, 16 workers, GOMAXPROCS="+strconv.Itoa(runtime.GOMAXPROCS(0)),
-		"N", "schedule ns/op", "allocs/op", "heap B/pending (1h)", "due at hand-over",
+		"run", "N", "schedule ns/op", "allocs/op", "heap B/pending (1h)", "due at hand-over",
 		"late p50", "p99", "p99.9", "max", "earliest start", "executed")
 	for _, n := range counts {
-		bytes := pendingBytes(n)
-		r := coreRun(n, 10*time.Second)
-		t.row(strconv.Itoa(n), fmt.Sprintf("%.0f", r.nsPerOp), fmt.Sprintf("%.2f", r.allocsPerOp), fmt.Sprintf("%.0f", bytes),
-			strconv.Itoa(r.dueAtHandOver),
-			dur(r.late.p(0.50)), dur(r.late.p(0.99)), dur(r.late.p(0.999)), dur(r.late.max()),
-			signed(r.earliest), strconv.Itoa(r.executed))
+		for _, run := range []struct {
+			name    string
+			bytes   func(int) float64
+			measure func(int, time.Duration) coreResult
+		}{
+			{"triggerkit", pendingBytes, coreRun},
+			{"time.AfterFunc", afterFuncBytes, afterFuncRun},
+		} {
+			bytes := run.bytes(n)
+			r := run.measure(n, 10*time.Second)
+			t.row(run.name, strconv.Itoa(n), fmt.Sprintf("%.0f", r.nsPerOp), fmt.Sprintf("%.2f", r.allocsPerOp), fmt.Sprintf("%.0f", bytes),
+				strconv.Itoa(r.dueAtHandOver),
+				dur(r.late.p(0.50)), dur(r.late.p(0.99)), dur(r.late.p(0.999)), dur(r.late.max()),
+				signed(r.earliest), strconv.Itoa(r.executed))
+		}
 	}
+}
+
+// afterFuncRun is the baseline: the same workload with one time.AfterFunc
+// per job and nothing persisted.
+func afterFuncRun(n int, spread time.Duration) coreResult {
+	offsets := make([]time.Duration, n)
+	for i := range n {
+		offsets[i] = time.Duration(rand.Int64N(int64(spread)))
+	}
+	starts := make([]int64, n)
+	var executed atomic.Int64
+	done := make(chan struct{})
+	handedLate := make([]bool, n)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	begin := time.Now()
+	for i := range n {
+		due := begin.Add(offsets[i])
+		time.AfterFunc(time.Until(due), func() {
+			starts[i] = int64(time.Since(due))
+			if executed.Add(1) == int64(n) {
+				close(done)
+			}
+		})
+		handedLate[i] = !time.Now().Before(due)
+	}
+	elapsed := time.Since(begin)
+	runtime.ReadMemStats(&m1)
+	<-done
+	return summarize(n, elapsed, &m0, &m1, starts, handedLate, executed.Load())
+}
+
+func afterFuncBytes(n int) float64 {
+	timers := make([]*time.Timer, n)
+	before := heap()
+	for i := range n {
+		timers[i] = time.AfterFunc(time.Hour, func() {})
+	}
+	after := heap()
+	for _, t := range timers {
+		t.Stop()
+	}
+	return float64(after-before) / float64(n)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -86,10 +139,14 @@ func coreRun(n int, spread time.Duration) coreResult {
 	case <-time.After(spread + time.Minute):
 		log.Printf("core N=%d: only %d of %d executed after %v", n, executed.Load(), n, spread+time.Minute)
 	}
+	return summarize(n, elapsed, &m0, &m1, starts, handedLate, executed.Load())
+}
+
+func summarize(n int, elapsed time.Duration, m0, m1 *runtime.MemStats, starts []int64, handedLate []bool, executed int64) coreResult {
 	r := coreResult{
 		nsPerOp:     float64(elapsed.Nanoseconds()) / float64(n),
 		allocsPerOp: float64(m1.Mallocs-m0.Mallocs) / float64(n),
-		executed:    int(executed.Load()),
+		executed:    int(executed),
 		earliest:    time.Duration(1<<63 - 1),
 	}
 	for i := range n {
