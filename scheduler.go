@@ -619,13 +619,13 @@ func (s *Scheduler) retryOrFail(o *Outcome, t *Trigger, err error, delay time.Du
 	o.Kind, o.At = OutcomeRetry, o.Now.Add(delay)
 }
 
-// finish records o. A follow-up the store refuses (invalid, or an ID that
-// exists) fails the trigger for good: running it again would return the
-// same follow-ups.
+// finish records o. An outcome the store refuses as bad input (a follow-up
+// that is invalid or whose ID exists, a Reschedule time out of range) fails
+// the trigger for good: running it again would return the same.
 func (s *Scheduler) finish(t *Trigger, o Outcome) {
 	err := s.store.Finish(s.io, t.ID, t.Token, o)
-	if err != nil && len(o.FollowUps) > 0 && (errors.Is(err, ErrDuplicate) || errors.Is(err, ErrInvalid)) {
-		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "follow-up refused: " + err.Error()}
+	if errors.Is(err, ErrInvalid) || (errors.Is(err, ErrDuplicate) && len(o.FollowUps) > 0) {
+		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "outcome refused: " + err.Error()}
 		err = s.store.Finish(s.io, t.ID, t.Token, o)
 	}
 	outcome := slog.String("outcome", o.Kind.String())

@@ -571,8 +571,26 @@ func TestFollowUpWithTakenIDFailsTheTrigger(t *testing.T) {
 		b.schedule(t, trigger.Trigger{ID: "parent", DueAt: time.Now()})
 		synctest.Wait()
 		got := b.get(t, "parent")
-		if got.State != trigger.StateFailed || !strings.Contains(got.LastError, "follow-up refused") {
+		if got.State != trigger.StateFailed || !strings.Contains(got.LastError, "outcome refused") {
 			t.Errorf("parent: state %v, error %q; want failed with the refusal", got.State, got.LastError)
+		}
+		b.stop(t)
+	})
+}
+
+func TestRescheduleOutOfRangeFailsTheTrigger(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, trigger.Config{}, func(ctx context.Context, tr *trigger.Trigger) error {
+			return trigger.Reschedule(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), nil)
+		})
+		id := b.schedule(t, trigger.Trigger{DueAt: time.Now()})
+		synctest.Wait()
+		if got := b.get(t, id); got.State != trigger.StateFailed || !strings.Contains(got.LastError, "outcome refused") {
+			t.Errorf("state %v, error %q; want failed with the refusal", got.State, got.LastError)
+		}
+		if n := len(b.runs.of(id)); n != 1 {
+			t.Errorf("ran %d times, want 1", n)
 		}
 		b.stop(t)
 	})

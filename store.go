@@ -187,6 +187,17 @@ func (q DueQuery) Validate() error {
 	case q.Now.IsZero() || q.Until.IsZero():
 		return invalidf("due query needs Now and Until")
 	}
+	return checkTimes("due query", q.Now, q.Until)
+}
+
+// checkTimes reports a time outside [minDue, maxDue), the range every store
+// can keep as int64 nanoseconds since 1970.
+func checkTimes(what string, ts ...time.Time) error {
+	for _, t := range ts {
+		if !t.IsZero() && (t.Before(minDue) || !t.Before(maxDue)) {
+			return invalidf("%s: time %v is outside [%v, %v)", what, t, minDue, maxDue)
+		}
+	}
 	return nil
 }
 
@@ -201,7 +212,7 @@ func (c Claim) Validate() error {
 	case !c.Until.After(c.Now):
 		return invalidf("claim lease deadline %v is not after now %v", c.Until, c.Now)
 	}
-	return nil
+	return checkTimes("claim", c.Now, c.Until)
 }
 
 // Validate reports whether o is a well-formed outcome (an error wrapping
@@ -218,6 +229,9 @@ func (o *Outcome) Validate() error {
 		if o.At.IsZero() {
 			return invalidf("outcome %s needs a due time", o.Kind)
 		}
+	}
+	if err := checkTimes("outcome", o.Now, o.At); err != nil {
+		return err
 	}
 	for i := range o.FollowUps {
 		if err := o.FollowUps[i].Validate(); err != nil {
