@@ -172,7 +172,7 @@ func fill(path string, n int) {
 	for i := 0; i < n; i += batch {
 		ts = ts[:0]
 		for j := i; j < min(n, i+batch); j++ {
-			due := now.Add(time.Duration(j%recoveryN) * 30 * 24 * time.Hour / recoveryN).Add(time.Hour)
+			due := now.Add(time.Hour + time.Duration(j)*(30*24*time.Hour/recoveryN))
 			if j%100 == 0 {
 				due = now
 			}
