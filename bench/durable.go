@@ -158,7 +158,11 @@ func recoveryTable(dir string) {
 		name string
 		m    recoveryMeasure
 	}{{"empty", base}, {"1,000,000 pending", full}} {
-		t.row(r.name, fmt.Sprintf("%.0f", r.m.FileMB), dur(r.m.Open), dur(r.m.FirstRun), fmt.Sprintf("%.0f", r.m.RSSMB), fmt.Sprintf("%.0f", r.m.RSSMB-base.RSSMB))
+		first := "none due"
+		if r.m.FirstRun > 0 {
+			first = dur(r.m.FirstRun)
+		}
+		t.row(r.name, fmt.Sprintf("%.0f", r.m.FileMB), dur(r.m.Open), first, fmt.Sprintf("%.0f", r.m.RSSMB), fmt.Sprintf("%.0f", r.m.RSSMB-base.RSSMB))
 	}
 }
 
