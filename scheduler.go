@@ -492,9 +492,6 @@ func (s *Scheduler) worker() {
 			s.claimFailed(tm, err)
 			continue
 		}
-		s.mu.Lock()
-		s.running[t.ID] = run{token: t.Token}
-		s.mu.Unlock()
 		s.execute(t, tm)
 	}
 }
@@ -754,7 +751,7 @@ func (s *Scheduler) scan() {
 	s.mu.Unlock()
 
 	taken := 0
-	more := s.scanRange(DueQuery{Now: now, Until: now}, func(refs []Ref) bool {
+	more, _ := s.scanRange(DueQuery{Now: now, Until: now}, func(refs []Ref) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, r := range refs {
@@ -769,10 +766,11 @@ func (s *Scheduler) scan() {
 	s.moreDue = more
 	s.mu.Unlock()
 
-	if from.Before(now) {
-		from = now
+	after := from
+	if after.Before(now) {
+		after = now
 	}
-	s.scanRange(DueQuery{Now: now, Until: until, After: Ref{DueAt: from}}, func(refs []Ref) bool {
+	_, err := s.scanRange(DueQuery{Now: now, Until: until, After: Ref{DueAt: after}}, func(refs []Ref) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, r := range refs {
@@ -780,30 +778,39 @@ func (s *Scheduler) scan() {
 		}
 		return true
 	})
+	if err != nil {
+		// Part of the window may be unarmed: cover it again next time.
+		// Triggers armed twice meanwhile are harmless.
+		s.mu.Lock()
+		if s.armedUntil.Equal(until) {
+			s.armedUntil = from
+		}
+		s.mu.Unlock()
+	}
 }
 
 // scanRange pages through q, handing each page to take until take returns
 // false or the store has no more. It reports whether it stopped early.
-func (s *Scheduler) scanRange(q DueQuery, take func([]Ref) bool) (stoppedEarly bool) {
+func (s *Scheduler) scanRange(q DueQuery, take func([]Ref) bool) (stoppedEarly bool, err error) {
 	q.Limit = s.cfg.ScanLimit
 	for !s.isStopped() {
 		refs, err := s.store.Due(s.io, q)
 		if err != nil {
 			s.log.Error("due scan failed; the next scan retries", slog.Any("error", err))
-			return false
+			return false, err
 		}
 		if len(refs) == 0 {
-			return false
+			return false, nil
 		}
 		if !take(refs) {
-			return true
+			return true, nil
 		}
 		if len(refs) < q.Limit {
-			return false
+			return false, nil
 		}
 		q.After = refs[len(refs)-1]
 	}
-	return false
+	return false, nil
 }
 
 // purge deletes final triggers older than their retention.

@@ -855,3 +855,47 @@ func TestBadInputChangesNothing(t *testing.T) {
 		b.stop(t)
 	})
 }
+
+// failingDue is a store whose first Due calls fail.
+type failingDue struct {
+	trigger.Store
+	failures atomic.Int32
+}
+
+func (f *failingDue) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("store unavailable")
+	}
+	return f.Store.Due(ctx, q)
+}
+
+// A scan that fails leaves its window to the next scan: triggers in it
+// still fire on time, not only once the overdue pass finds them late.
+func TestFailedScanIsCoveredAgain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := &failingDue{Store: memstore.New()}
+		store.failures.Store(2) // both passes of the recovery scan
+		rec := &recorder{}
+		s, err := trigger.New(store, rec, trigger.Config{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := time.Now().Add(30 * time.Second)
+		if _, err := s.Schedule(context.Background(), trigger.Trigger{ID: "x", DueAt: due}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		runs := rec.of("x")
+		if len(runs) != 1 {
+			t.Fatalf("ran %d times, want 1", len(runs))
+		}
+		if late := runs[0].at.Sub(due); late < 0 || late > time.Millisecond {
+			t.Errorf("ran %v after its due time, want within a 1ms tick", late)
+		}
+		stop(t, s)
+	})
+}
