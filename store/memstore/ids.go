@@ -36,14 +36,21 @@ func (m *idMap) get(id string) *record {
 	return m.clash[id]
 }
 
-// add adds r, whose ID must not be in m.
-func (m *idMap) add(r *record) {
+// add adds r unless its ID is in m already, and reports whether it did. It
+// hashes the ID once and looks it up once, so a Save pays for one lookup and
+// one insert.
+func (m *idMap) add(r *record) bool {
 	h := m.hash(r.id)
-	if _, taken := m.byHash[h]; taken {
+	c, taken := m.byHash[h]
+	switch {
+	case !taken:
+		m.byHash[h] = r
+	case c.id == r.id || m.clash[r.id] != nil:
+		return false
+	default:
 		m.clash[r.id] = r
-		return
 	}
-	m.byHash[h] = r
+	return true
 }
 
 // remove removes r, which must be in m.

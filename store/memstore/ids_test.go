@@ -16,13 +16,20 @@ func TestIDMapClashes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for step := range 5000 {
 		id := fmt.Sprintf("%0*d", 1+rng.IntN(6), rng.IntN(50))
-		if r := model[id]; r != nil && rng.IntN(2) == 0 {
+		switch r := model[id]; {
+		case r == nil:
+			r = &record{id: id}
+			if !m.add(r) {
+				t.Fatalf("step %d: add(%q) of a new ID reported false", step, id)
+			}
+			model[id] = r
+		case rng.IntN(2) == 0:
 			m.remove(r)
 			delete(model, id)
-		} else if r == nil {
-			r = &record{id: id}
-			m.add(r)
-			model[id] = r
+		default:
+			if m.add(&record{id: id}) {
+				t.Fatalf("step %d: add(%q) of a stored ID reported true", step, id)
+			}
 		}
 		for id, r := range model {
 			if got := m.get(id); got != r {

@@ -2,9 +2,9 @@ package memstore
 
 import "strings"
 
-// entry is a trigger's place in the due index: at is record.key(). Priority
-// and ID, which order entries with the same at, never change, so they are
-// read from the record.
+// entry is a trigger's place in the due order: at is its due time, or its
+// lease deadline while it runs. Priority and ID, which order entries with
+// the same at, never change, so they are read from the record.
 type entry struct {
 	at int64
 	r  *record

@@ -20,12 +20,16 @@
 // A pending trigger with a 16-byte ID and nothing but a due time takes about
 // 170 bytes of heap: a 96-byte record, the ID, and its entries in the ID map
 // and the due index. The fields most triggers leave empty (InstanceID,
-// NodeID, Cron, LastError, TraceContext, ...) and the claim of a running
-// trigger take about 200 bytes more, only in the triggers that use them.
-// Save, Claim and Finish take O(log n) time. List of scheduled triggers
-// scans the whole store; List of another state, and Purge, scan the triggers
-// in that state. Times are kept as Unix nanoseconds: the times a store keeps
-// (due times, lease deadlines, now) must lie in the years 1678 to 2262.
+// NodeID, Cron, LastError, TraceContext, ...) take about 180 bytes more, only
+// in the triggers that use them. Save, Claim and Finish take O(log n) time:
+// a claim takes the trigger out of the due index and an outcome that makes
+// it due again puts it back, but a running trigger is kept out of the index,
+// in a list that Due scans for expired leases. That list is short, as a
+// store runs at most as many triggers at once as its schedulers have
+// workers. List of scheduled triggers scans the whole store; List of another
+// state, and Purge, scan the triggers in that state. Times are kept as Unix
+// nanoseconds: the times a store keeps (due times, lease deadlines, now)
+// must lie in the years 1678 to 2262.
 package memstore
 
 import (
@@ -33,7 +37,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -47,68 +50,105 @@ import (
 type Store struct {
 	mu  sync.RWMutex
 	ids idMap
-	// due orders the claimable triggers (scheduled, retrying and running)
-	// as Due returns them. A running trigger sits at its lease deadline, so
-	// it comes due again when its lease expires.
+	// due orders the scheduled and retrying triggers as Due returns them.
 	due index
-	// inState holds the triggers of each state but scheduled, so List and
-	// Purge need not scan the store for them. Scheduled triggers are the
-	// bulk of a large store: a set of them would cost more than it saves.
-	inState [trigger.StateCanceled + 1]map[*record]struct{}
+	// running holds the claims of the running triggers, in no order. Due
+	// scans it for expired leases, which come due at their deadlines.
+	running []lease
+	// inState lists the triggers of each state but scheduled and running,
+	// in no order, so List and Purge need not scan the store for them.
+	// Scheduled triggers are the bulk of a large store: a list of them
+	// would cost more than it saves.
+	inState [trigger.StateCanceled + 1][]*record
+	// purged is where the last Purge of each state stopped in its list: the
+	// next one starts there rather than look again at the triggers it kept.
+	purged [trigger.StateCanceled + 1]int
+}
+
+// lease is the claim on a running trigger.
+type lease struct {
+	until     int64 // the lease deadline
+	owner     string
+	r         *record
+	recovered bool // the claim took over an expired lease
 }
 
 var _ trigger.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	s := &Store{
-		ids: newIDMap(),
-	}
-	for _, st := range trigger.States() {
-		if st != trigger.StateScheduled {
-			s.inState[st] = make(map[*record]struct{})
-		}
-	}
-	return s
+	return &Store{ids: newIDMap()}
 }
 
-// inDue reports whether triggers in state st are in the due index.
-func inDue(st trigger.State) bool {
-	return st == trigger.StateScheduled || st == trigger.StateRetrying || st == trigger.StateRunning
-}
-
-// attach adds r to the indexes of its state and due time; detach removes it.
-// Every change of either goes detach, change, attach. s.mu must be held.
+// attach adds r to the index and list of its state; detach removes it.
+// Every change of state or due time goes detach, change, attach, but for a
+// claim, which Claim attaches with its lease. s.mu must be held.
 func (s *Store) attach(r *record) {
-	if inDue(r.state) {
-		s.due.insert(entry{r.key(), r})
+	switch r.state {
+	case trigger.StateScheduled:
+		s.due.insert(entry{r.due, r})
+		return
+	case trigger.StateRetrying:
+		s.due.insert(entry{r.due, r})
 	}
-	if m := s.inState[r.state]; m != nil {
-		m[r] = struct{}{}
-	}
+	list := &s.inState[r.state]
+	r.slot = int32(len(*list))
+	*list = append(*list, r)
 }
 
 func (s *Store) detach(r *record) {
-	if inDue(r.state) {
-		s.due.delete(entry{r.key(), r})
+	switch r.state {
+	case trigger.StateScheduled:
+		s.due.delete(entry{r.due, r})
+		return
+	case trigger.StateRunning:
+		// Move the last lease into r's place.
+		i, last := r.slot, len(s.running)-1
+		s.running[i] = s.running[last]
+		s.running[i].r.slot = i
+		s.running[last] = lease{}
+		s.running = s.running[:last]
+		return
+	case trigger.StateRetrying:
+		s.due.delete(entry{r.due, r})
 	}
-	if m := s.inState[r.state]; m != nil {
-		delete(m, r)
-	}
+	// Move the last record into r's place.
+	list := s.inState[r.state]
+	i, last := r.slot, len(list)-1
+	list[i] = list[last]
+	list[i].slot = i
+	list[last] = nil
+	s.inState[r.state] = list[:last]
 }
 
 // insert adds rs, or nothing if one of their IDs is taken. s.mu must be held.
 func (s *Store) insert(rs ...*record) error {
-	for _, r := range rs {
-		if s.ids.get(r.id) != nil {
+	for i, r := range rs {
+		if !s.ids.add(r) {
+			for _, added := range rs[:i] {
+				s.ids.remove(added)
+			}
+			if slices.ContainsFunc(rs[:i], func(a *record) bool { return a.id == r.id }) {
+				return fmt.Errorf("memstore: trigger %q appears twice in one batch: %w", r.id, trigger.ErrDuplicate)
+			}
 			return fmt.Errorf("memstore: trigger %q: %w", r.id, trigger.ErrDuplicate)
 		}
 	}
 	for _, r := range rs {
-		s.ids.add(r)
 		s.attach(r)
 	}
 	return nil
+}
+
+// trigger sets *t to r as record.trigger does, with its claim. s.mu must be
+// held.
+func (s *Store) trigger(r *record, t *trigger.Trigger) (payload string) {
+	payload = r.trigger(t)
+	if r.state == trigger.StateRunning {
+		l := &s.running[r.slot]
+		t.Owner, t.LeaseUntil, t.Recovered = l.owner, toTime(l.until), l.recovered
+	}
+	return payload
 }
 
 // Save stores t; see trigger.Store.
@@ -133,7 +173,8 @@ func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigg
 	return s.insert(rs...)
 }
 
-// newRecords checks ts, IDs included, and returns their records.
+// newRecords checks ts and returns their records. Whether their IDs are
+// free, of each other too, is for insert to check.
 func newRecords(ts []trigger.Trigger, now time.Time) ([]*record, error) {
 	rs := make([]*record, len(ts))
 	for i := range ts {
@@ -142,15 +183,6 @@ func newRecords(ts []trigger.Trigger, now time.Time) ([]*record, error) {
 			return nil, err
 		}
 		rs[i] = r
-	}
-	if len(rs) > 1 {
-		seen := make(map[string]struct{}, len(rs))
-		for _, r := range rs {
-			if _, dup := seen[r.id]; dup {
-				return nil, fmt.Errorf("memstore: trigger %q appears twice in one batch: %w", r.id, trigger.ErrDuplicate)
-			}
-			seen[r.id] = struct{}{}
-		}
 	}
 	return rs, nil
 }
@@ -166,20 +198,21 @@ func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
 		s.mu.RUnlock()
 		return trigger.Trigger{}, notFound(id)
 	}
-	t, payload := r.trigger()
+	var t trigger.Trigger
+	payload := s.trigger(r, &t)
 	s.mu.RUnlock()
-	return withPayload(t, payload)
+	return withPayload(&t, payload)
 }
 
 // withPayload returns t, read under the lock, with its payload decoded from
 // JSON.
-func withPayload(t trigger.Trigger, payload string) (trigger.Trigger, error) {
+func withPayload(t *trigger.Trigger, payload string) (trigger.Trigger, error) {
 	p, err := decode(t.ID, payload)
 	if err != nil {
 		return trigger.Trigger{}, err
 	}
 	t.Payload = p
-	return t, nil
+	return *t, nil
 }
 
 // Due returns claimable triggers in due order; see trigger.Store.
@@ -188,36 +221,61 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
 	now, until := clamp(q.Now), clamp(q.Until)
-	from, ok := cursor(q.After)
+	var after record
+	from, ok := cursor(q.After, &after)
 	if !ok {
 		return nil, nil
 	}
-	last := max(now, until)
 	refs := make([]trigger.Ref, 0, min(q.Limit, 256))
+	add := func(e entry) bool {
+		refs = append(refs, trigger.Ref{ID: e.r.id, DueAt: toTime(e.at), Priority: int(e.r.priority)})
+		return len(refs) < q.Limit
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	// Merge the expired leases into the index's order.
+	expired := s.expired(now, from)
 	s.due.ascend(from, func(e entry) bool {
-		if e.at > last {
+		if e.at > until {
 			return false
 		}
-		claimable := e.at <= until
-		if e.r.state == trigger.StateRunning {
-			claimable = e.at <= now
+		for ; len(expired) > 0 && expired[0].compare(e) < 0; expired = expired[1:] {
+			if !add(expired[0]) {
+				return false
+			}
 		}
-		if claimable && from.compare(e) < 0 {
-			refs = append(refs, trigger.Ref{ID: e.r.id, DueAt: toTime(e.at), Priority: int(e.r.priority)})
+		if from.compare(e) == 0 {
+			return true // the cursor itself
 		}
-		return len(refs) < q.Limit
+		return add(e)
 	})
+	for ; len(expired) > 0 && len(refs) < q.Limit; expired = expired[1:] {
+		add(expired[0])
+	}
 	return refs, nil
+}
+
+// expired returns the running triggers whose lease ended at or before now
+// and that come after from, as entries at their lease deadlines, in order.
+// s.mu must be held.
+func (s *Store) expired(now int64, from entry) []entry {
+	var es []entry
+	for _, l := range s.running {
+		if e := (entry{l.until, l.r}); l.until <= now && from.compare(e) < 0 {
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, entry.compare)
+	return es
 }
 
 // first sorts before every record due at the same time.
 var first = &record{priority: math.MaxInt16}
 
 // cursor returns the entry Due starts from: entries equal to it are skipped.
-// It reports false when nothing can come after.
-func cursor(after trigger.Ref) (entry, bool) {
+// It reports false when nothing can come after. The entry may point to r,
+// which it sets to after's ID and priority.
+func cursor(after trigger.Ref, r *record) (entry, bool) {
 	switch at := clamp(after.DueAt); {
 	case after.DueAt.IsZero():
 		return entry{math.MinInt64, first}, true
@@ -225,8 +283,8 @@ func cursor(after trigger.Ref) (entry, bool) {
 		// After everything due at or before at: the first place at at+1.
 		return entry{at + 1, first}, at < math.MaxInt64
 	default:
-		p := min(max(after.Priority, math.MinInt16), math.MaxInt16)
-		return entry{at, &record{id: after.ID, priority: int16(p)}}, true
+		r.id, r.priority = after.ID, int16(min(max(after.Priority, math.MinInt16), math.MaxInt16))
+		return entry{at, r}, true
 	}
 }
 
@@ -253,34 +311,42 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 		s.mu.Unlock()
 		return trigger.Trigger{}, notFound(id)
 	}
-	if err := claimable(r, now, c.Force); err != nil {
+	if err := s.claimable(r, now, c.Force); err != nil {
 		s.mu.Unlock()
 		return trigger.Trigger{}, err
 	}
-	s.detach(r)
-	r.recovered = r.state == trigger.StateRunning
-	r.state = trigger.StateRunning
-	x := r.ext()
-	x.owner, x.lease = c.Owner, until
+	l := lease{until: until, owner: c.Owner, r: r}
+	if r.state == trigger.StateRunning {
+		l.recovered = true
+		s.running[r.slot] = l
+	} else {
+		s.detach(r)
+		r.state, r.slot = trigger.StateRunning, int32(len(s.running))
+		s.running = append(s.running, l)
+	}
 	r.token++
 	if r.attempt < math.MaxInt32 {
 		r.attempt++
 	}
 	r.updated = now
-	s.attach(r)
-	t, payload := r.trigger()
+	var t trigger.Trigger
+	payload := s.trigger(r, &t)
 	s.mu.Unlock()
-	return withPayload(t, payload)
+	return withPayload(&t, payload)
 }
 
-// claimable returns why r cannot be claimed at now, or nil.
-func claimable(r *record, now int64, force bool) error {
+// claimable returns why r cannot be claimed at now, or nil. s.mu must be
+// held.
+func (s *Store) claimable(r *record, now int64, force bool) error {
 	switch {
 	case r.state.Final():
 		return fmt.Errorf("memstore: trigger %q is %s: %w", r.id, r.state, trigger.ErrInvalidState)
-	case r.state == trigger.StateRunning && r.x.lease > now:
-		return fmt.Errorf("memstore: trigger %q is held by %q until %v: %w", r.id, r.x.owner, toTime(r.x.lease), trigger.ErrClaimed)
-	case r.state == trigger.StateRunning || force:
+	case r.state == trigger.StateRunning:
+		if l := &s.running[r.slot]; l.until > now {
+			return fmt.Errorf("memstore: trigger %q is held by %q until %v: %w", r.id, l.owner, toTime(l.until), trigger.ErrClaimed)
+		}
+		return nil
+	case force:
 		return nil
 	case r.state == trigger.StateWaiting:
 		return fmt.Errorf("memstore: trigger %q waits to be fired: %w", r.id, trigger.ErrNotDue)
@@ -327,9 +393,7 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 	if err != nil {
 		return err
 	}
-	s.detach(r)
-	r.x.lease, r.updated = u, n
-	s.attach(r)
+	s.running[r.slot].until, r.updated = u, n
 	return nil
 }
 
@@ -398,7 +462,6 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 		}
 	}
 	r.updated = now
-	r.endRun()
 	s.attach(r)
 	return nil
 }
@@ -425,7 +488,6 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 	}
 	s.detach(r)
 	r.state, r.updated = trigger.StateCanceled, n
-	r.endRun()
 	s.attach(r)
 	return nil
 }
@@ -485,7 +547,7 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 	ts := make([]trigger.Trigger, len(rs))
 	payloads := make([]string, len(rs))
 	for i, r := range rs {
-		ts[i], payloads[i] = r.trigger()
+		payloads[i] = s.trigger(r, &ts[i])
 	}
 	s.mu.RUnlock()
 	for i := range ts {
@@ -499,16 +561,25 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 
 // members returns the triggers in state st. s.mu must be held.
 func (s *Store) members(st trigger.State) iter.Seq[*record] {
-	if m := s.inState[st]; m != nil {
-		return maps.Keys(m)
-	}
-	return func(yield func(*record) bool) {
-		for r := range s.ids.all() {
-			if r.state == st && !yield(r) {
-				return
+	switch st {
+	case trigger.StateScheduled:
+		return func(yield func(*record) bool) {
+			for r := range s.ids.all() {
+				if r.state == st && !yield(r) {
+					return
+				}
+			}
+		}
+	case trigger.StateRunning:
+		return func(yield func(*record) bool) {
+			for _, l := range s.running {
+				if !yield(l.r) {
+					return
+				}
 			}
 		}
 	}
+	return slices.Values(s.inState[st])
 }
 
 // firstByID returns, in ID order, the first limit records of rs whose IDs
@@ -551,17 +622,38 @@ func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
 	before := clamp(q.Before)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for r := range s.inState[q.State] {
-		if n == q.Limit {
-			break
+	// Look at each trigger of the list once, from where the last Purge
+	// stopped to the end, then from the start: a Purge that stops at its
+	// limit leaves behind it the triggers it kept, which the next one would
+	// otherwise look at again. Deleting list[i] moves the last trigger
+	// there: one not yet looked at, unless the scan has wrapped and it comes
+	// from the part looked at first.
+	list := &s.inState[q.State]
+	start := min(s.purged[q.State], len(*list))
+	n, i, end, wrapped := 0, start, len(*list), false
+	for n < q.Limit {
+		if i == end {
+			if wrapped || start == 0 {
+				break
+			}
+			i, end, wrapped = 0, start, true
+			continue
 		}
-		if r.updated < before {
-			s.detach(r)
-			s.ids.remove(r)
-			n++
+		r := (*list)[i]
+		if r.updated >= before {
+			i++
+			continue
+		}
+		s.detach(r)
+		s.ids.remove(r)
+		n++
+		if len(*list) < end {
+			end = len(*list) // the moved trigger, if any, was not looked at
+		} else {
+			i++ // the moved trigger was looked at before the wrap
 		}
 	}
+	s.purged[q.State] = i
 	return n, nil
 }
 

@@ -13,7 +13,8 @@ import (
 // record is the stored form of a trigger, kept small because a store may hold
 // millions: times are Unix nanoseconds, counters are narrowed, the payload is
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
-// in extra. It is 96 bytes on 64-bit platforms.
+// in extra. The claim of a running trigger lives in the store's list of
+// leases. A record is 96 bytes on 64-bit platforms.
 //
 // The payload string is never changed in place, so a reader decodes its own
 // copy of it after releasing the lock.
@@ -28,62 +29,40 @@ type record struct {
 
 	attempt, maxAttempts, iteration int32
 
-	priority  int16
-	typ       trigger.Type
-	state     trigger.State
-	misfire   trigger.MisfirePolicy
-	recovered bool
+	// slot is the record's place in the list of its state (Store.running
+	// or Store.inState; a list holds fewer than 2^31 records); unused while
+	// scheduled.
+	slot int32
+
+	priority int16
+	typ      trigger.Type
+	state    trigger.State
+	misfire  trigger.MisfirePolicy
 }
 
-// extra holds the fields most triggers leave empty, and the claim.
+// extra holds the fields most triggers leave empty.
 type extra struct {
 	instanceID, parentInstanceID, nodeID, edgeID, queue string
 	cron, timeZone, waitKey, machine, lastError         string
 	traceContext                                        map[string]string
-
-	owner string
-	lease int64 // the lease deadline while running, else noTime
 }
 
 func (x *extra) empty() bool {
 	return x.instanceID == "" && x.parentInstanceID == "" && x.nodeID == "" && x.edgeID == "" &&
 		x.queue == "" && x.cron == "" && x.timeZone == "" && x.waitKey == "" && x.machine == "" &&
-		x.lastError == "" && len(x.traceContext) == 0 && x.owner == ""
-}
-
-// ext returns r.x, allocating it if needed.
-func (r *record) ext() *extra {
-	if r.x == nil {
-		r.x = &extra{lease: noTime}
-	}
-	return r.x
-}
-
-// key is r's place in the due order: the lease deadline while running, the
-// due time otherwise.
-func (r *record) key() int64 {
-	if r.state == trigger.StateRunning {
-		return r.x.lease
-	}
-	return r.due
+		x.lastError == "" && len(x.traceContext) == 0
 }
 
 // setLastError records a run's error; an empty one costs no extra.
 func (r *record) setLastError(msg string) {
-	if msg != "" || r.x != nil {
-		r.ext().lastError = msg
-	}
-}
-
-// endRun clears the claim of a trigger that stops running.
-func (r *record) endRun() {
-	r.recovered = false
-	if r.x == nil {
-		return
-	}
-	r.x.owner, r.x.lease = "", noTime
-	if r.x.empty() {
-		r.x = nil
+	switch {
+	case r.x != nil:
+		r.x.lastError = msg
+		if r.x.empty() {
+			r.x = nil
+		}
+	case msg != "":
+		r.x = &extra{lastError: msg}
 	}
 }
 
@@ -126,7 +105,7 @@ func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
 	x := extra{
 		instanceID: t.InstanceID, parentInstanceID: t.ParentInstanceID, nodeID: t.NodeID, edgeID: t.EdgeID,
 		queue: t.Queue, cron: t.Cron, timeZone: t.TimeZone, waitKey: t.WaitKey, machine: t.Machine,
-		lastError: t.LastError, traceContext: t.TraceContext, lease: noTime,
+		lastError: t.LastError, traceContext: t.TraceContext,
 	}
 	if !x.empty() {
 		x.traceContext = maps.Clone(x.traceContext)
@@ -136,10 +115,10 @@ func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
 	return r, nil
 }
 
-// trigger returns r as a Trigger, without its payload: the caller decodes
-// the returned JSON with decode once it has released the lock.
-func (r *record) trigger() (trigger.Trigger, string) {
-	t := trigger.Trigger{
+// trigger sets *t to r, but for its claim and payload, and returns the
+// payload's JSON: the caller decodes it once it has released the lock.
+func (r *record) trigger(t *trigger.Trigger) (payload string) {
+	*t = trigger.Trigger{
 		ID:          r.id,
 		Type:        r.typ,
 		State:       r.state,
@@ -152,15 +131,13 @@ func (r *record) trigger() (trigger.Trigger, string) {
 		CreatedAt:   toTime(r.created),
 		UpdatedAt:   toTime(r.updated),
 		Token:       r.token,
-		Recovered:   r.recovered,
 	}
 	if x := r.x; x != nil {
 		t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID = x.instanceID, x.parentInstanceID, x.nodeID, x.edgeID
 		t.Queue, t.Cron, t.TimeZone, t.WaitKey, t.Machine = x.queue, x.cron, x.timeZone, x.waitKey, x.machine
 		t.LastError, t.TraceContext = x.lastError, maps.Clone(x.traceContext)
-		t.Owner, t.LeaseUntil = x.owner, toTime(x.lease)
 	}
-	return t, r.payload
+	return r.payload
 }
 
 // encode returns p as JSON, or "" for an empty payload.
