@@ -40,7 +40,7 @@ func durableTable(dir string) {
 		s.Stop(context.Background())
 		closeBolt(store, path)
 	}
-	for _, workers := range []int{16, 128} {
+	for _, workers := range []int{16, 64, 256} {
 		r := endToEnd(filepath.Join(dir, fmt.Sprintf("e2e-%d.db", workers)), 64, workers)
 		t.row("end to end", "64", strconv.Itoa(workers), rate(durableN, r.elapsed), dur(r.lat.p(0.5)), dur(r.lat.p(0.99)), dur(r.lat.max()))
 	}
