@@ -83,12 +83,21 @@ func dueTime(t *trigger.Trigger) (time.Time, bool) {
 
 // indexKeys returns the keys of t in the due, state and final indexes (nil
 // where t has none).
+//
+// Scheduled triggers, the bulk of a store, have no state index entry: it
+// would cost every Save and every completion a write to one more bucket (a
+// page or more in each commit), and List of scheduled triggers scans the
+// records instead. The state index serves the states worth listing fast:
+// waiting, retrying, running and the final ones.
 func indexKeys(t *trigger.Trigger) (due, state, final []byte) {
 	if at, ok := dueTime(t); ok {
 		due = dueKey(at, t.Priority, t.ID)
 	}
+	if t.State != trigger.StateScheduled {
+		state = stateKey(t.State, t.ID)
+	}
 	if t.State.Final() {
 		final = finalKey(t.State, t.UpdatedAt, t.ID)
 	}
-	return due, stateKey(t.State, t.ID), final
+	return due, state, final
 }

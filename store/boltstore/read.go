@@ -232,6 +232,9 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 
 	// Triggers this process claimed may still be scheduled or retrying on
 	// disk: they are listed as running, from the lease table.
+	if q.State == trigger.StateScheduled {
+		return s.listScheduled(triggers, leases, q)
+	}
 	var leased []string
 	if q.State == trigger.StateRunning {
 		for id := range leases {
@@ -276,6 +279,33 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 			l.overlay(&t)
 		}
 		if t.State == q.State {
+			ts = append(ts, t)
+		}
+	}
+	return ts, nil
+}
+
+// listScheduled lists scheduled triggers, which have no state index entry
+// (see indexKeys): a scan of the records in ID order. Triggers this process
+// has claimed are running, not scheduled.
+func (s *Store) listScheduled(triggers *bbolt.Bucket, leases map[string]lease, q trigger.ListQuery) ([]trigger.Trigger, error) {
+	var ts []trigger.Trigger
+	c := triggers.Cursor()
+	k, v := c.Seek([]byte(q.After))
+	if q.After != "" && string(k) == q.After {
+		k, v = c.Next()
+	}
+	for ; k != nil && len(ts) < q.Limit; k, v = c.Next() {
+		id := string(k)
+		t, err := decodeTrigger(id, v)
+		if err != nil {
+			s.reportCorrupt(id, err)
+			continue
+		}
+		if l, ok := leases[id]; ok {
+			l.overlay(&t)
+		}
+		if t.State == trigger.StateScheduled {
 			ts = append(ts, t)
 		}
 	}

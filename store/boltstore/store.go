@@ -38,7 +38,10 @@ var (
 // formatVersion is the version of the file layout (buckets, keys and record
 // encoding), kept in the meta bucket. Open refuses a file with a newer
 // version and upgrades an older one.
-const formatVersion = 1
+//
+// Version 2 stopped indexing scheduled triggers by state; Open removes those
+// entries from a version 1 file.
+const formatVersion = 2
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
@@ -249,7 +252,25 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
 		}
 	}
+	if binary.BigEndian.Uint32(v) == 1 {
+		if err := upgradeFrom1(tx, meta); err != nil {
+			return 0, fmt.Errorf("boltstore: upgrade from format version 1: %w", err)
+		}
+	}
 	return reserveTokens(meta)
+}
+
+// upgradeFrom1 drops the state index entries of scheduled triggers, which
+// version 2 does not keep.
+func upgradeFrom1(tx *bbolt.Tx, meta *bbolt.Bucket) error {
+	c := tx.Bucket(bucketState).Cursor()
+	prefix := []byte{byte(trigger.StateScheduled)}
+	for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
 }
 
 // buckets are the store's buckets in a write transaction.

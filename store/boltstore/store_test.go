@@ -231,6 +231,40 @@ func TestWrap(t *testing.T) {
 	}
 }
 
+// A version 1 file indexed scheduled triggers by state; Open drops those
+// entries and the triggers stay listable.
+func TestUpgradeFromFormat1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.Save(context.Background(), t0, trigger.Trigger{ID: "a", Type: trigger.TypeNext, DueAt: t0}))
+	must(t, s.Close())
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketState).Put(stateKey(trigger.StateScheduled, "a"), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, 1))
+	})
+	s, err = Open(path, nil)
+	must(t, err)
+	ts, err := s.List(context.Background(), trigger.ListQuery{State: trigger.StateScheduled, Limit: 10})
+	must(t, err)
+	if len(ts) != 1 || ts[0].ID != "a" {
+		t.Errorf("List(scheduled) after the upgrade = %v, want [a]", ts)
+	}
+	must(t, s.Close())
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
+			t.Errorf("format version %d after the upgrade, want %d", v, formatVersion)
+		}
+		if k, _ := tx.Bucket(bucketState).Cursor().First(); k != nil {
+			t.Errorf("state index still holds %q", k)
+		}
+		return nil
+	})
+}
+
 func TestNewerFormatRefused(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "triggers.db")
@@ -240,7 +274,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	withDB(t, path, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1))
 	})
-	if s, err := Open(path, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "version 2") {
+	if s, err := Open(path, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", formatVersion+1)) {
 		if s != nil {
 			s.Close()
 		}
