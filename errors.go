@@ -36,6 +36,9 @@ var (
 var (
 	// ErrStopped is returned by a Scheduler's methods after Stop.
 	ErrStopped = errors.New("trigger: scheduler stopped")
+	// ErrNotStarted is returned by Fire before Start: nothing would run the
+	// claimed trigger.
+	ErrNotStarted = errors.New("trigger: scheduler not started")
 )
 
 func invalidf(format string, args ...any) error {

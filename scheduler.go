@@ -13,10 +13,6 @@ import (
 	"github.com/triggerkit/trigger/internal/wheel"
 )
 
-// ErrNotStarted is returned by Fire before Start: nothing would run the
-// claimed trigger.
-var ErrNotStarted = errors.New("trigger: scheduler not started")
-
 // Scheduler persists triggers in a Store, arms those due soon in a timing
 // wheel, claims each when it is due and runs it through a Consumer on a
 // bounded pool of workers. It is safe for concurrent use.
