@@ -270,19 +270,27 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 		if v == nil {
 			continue // left behind by the Delete of a record that did not decode
 		}
-		t, err := decodeTrigger(id, v)
-		if err != nil {
-			s.reportCorrupt(id, err)
-			continue
-		}
-		if l, ok := leases[id]; ok {
-			l.overlay(&t)
-		}
-		if t.State == q.State {
-			ts = append(ts, t)
-		}
+		ts = s.appendInState(ts, id, v, leases, q.State)
 	}
 	return ts, nil
+}
+
+// appendInState decodes the record v of id, with its lease if this process
+// holds one, and appends it to ts if it is in state st. A record that does
+// not decode is reported and skipped.
+func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases map[string]lease, st trigger.State) []trigger.Trigger {
+	t, err := decodeTrigger(id, v)
+	if err != nil {
+		s.reportCorrupt(id, err)
+		return ts
+	}
+	if l, ok := leases[id]; ok {
+		l.overlay(&t)
+	}
+	if t.State == st {
+		ts = append(ts, t)
+	}
+	return ts
 }
 
 // listScheduled lists scheduled triggers, which have no state index entry
@@ -296,18 +304,7 @@ func (s *Store) listScheduled(triggers *bbolt.Bucket, leases map[string]lease, q
 		k, v = c.Next()
 	}
 	for ; k != nil && len(ts) < q.Limit; k, v = c.Next() {
-		id := string(k)
-		t, err := decodeTrigger(id, v)
-		if err != nil {
-			s.reportCorrupt(id, err)
-			continue
-		}
-		if l, ok := leases[id]; ok {
-			l.overlay(&t)
-		}
-		if t.State == trigger.StateScheduled {
-			ts = append(ts, t)
-		}
+		ts = s.appendInState(ts, string(k), v, leases, trigger.StateScheduled)
 	}
 	return ts, nil
 }
