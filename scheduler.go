@@ -279,6 +279,17 @@ func (s *Scheduler) Get(ctx context.Context, id string) (Trigger, error) {
 	return s.store.Get(ctx, id)
 }
 
+// List returns up to q.Limit stored triggers in state q.State, ordered by
+// ID and starting after q.After: the dead letters (StateFailed), the
+// triggers waiting to be fired (StateWaiting), and so on. Bad queries get
+// ErrInvalid.
+func (s *Scheduler) List(ctx context.Context, q ListQuery) ([]Trigger, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	return s.store.List(ctx, q)
+}
+
 // Fire runs the trigger now, whatever its due time: a scheduled trigger
 // before its time, or a MANUAL or EVENT trigger that waits. It claims the
 // trigger like every other path, so a trigger that is running (here or on

@@ -311,6 +311,10 @@ func TestErrorsRetryThenFailAndKeepTheTrigger(t *testing.T) {
 				if tc.name == "panic" && !strings.Contains(got.LastError, "goroutine") {
 					t.Errorf("panic error carries no stack: %q", got.LastError)
 				}
+				dead, err := b.sched.List(context.Background(), trigger.ListQuery{State: trigger.StateFailed, Limit: 10})
+				if err != nil || len(dead) != 1 || dead[0].ID != id {
+					t.Fatalf("List(failed) = %v, %v; want the failed trigger", dead, err)
+				}
 				// Retry by hand runs it again with fresh attempts.
 				b.runs.fn = nil
 				if err := b.sched.Retry(context.Background(), id); err != nil {
@@ -824,13 +828,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("ScheduleBatch(nil): %v, want ErrInvalid", err)
 		}
 		for name, call := range map[string]func() error{
+			"List":   func() error { _, err := b.sched.List(ctx, trigger.ListQuery{State: trigger.StateFailed}); return err },
 			"Get":    func() error { _, err := b.sched.Get(ctx, ""); return err },
 			"Fire":   func() error { return b.sched.Fire(ctx, "") },
 			"Cancel": func() error { return b.sched.Cancel(ctx, "") },
 			"Retry":  func() error { return b.sched.Retry(ctx, "") },
 		} {
 			if err := call(); !errors.Is(err, trigger.ErrInvalid) {
-				t.Errorf("%s with an empty id: %v, want ErrInvalid", name, err)
+				t.Errorf("%s with an empty id or limit: %v, want ErrInvalid", name, err)
 			}
 		}
 		b.schedule(t, trigger.Trigger{ID: "dup", DueAt: now.Add(time.Hour)})
