@@ -46,32 +46,11 @@ func coreTable(counts []int) {
 // afterFuncRun is the baseline: the same workload with one time.AfterFunc
 // per job and nothing persisted.
 func afterFuncRun(n int, spread time.Duration) coreResult {
-	offsets := make([]time.Duration, n)
-	for i := range n {
-		offsets[i] = time.Duration(rand.Int64N(int64(spread)))
-	}
-	starts := make([]int64, n)
-	var executed atomic.Int64
-	done := make(chan struct{})
-	handedLate := make([]bool, n)
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	begin := time.Now()
-	for i := range n {
-		due := begin.Add(offsets[i])
-		time.AfterFunc(time.Until(due), func() {
-			starts[i] = int64(time.Since(due))
-			if executed.Add(1) == int64(n) {
-				close(done)
-			}
-		})
-		handedLate[i] = !time.Now().Before(due)
-	}
-	elapsed := time.Since(begin)
-	runtime.ReadMemStats(&m1)
-	<-done
-	return summarize(n, elapsed, &m0, &m1, starts, handedLate, executed.Load())
+	w := newWorkload(n, spread)
+	w.scheduleAll(func(i int, due time.Time) {
+		time.AfterFunc(time.Until(due), func() { w.ran(i, time.Since(due)) })
+	})
+	return w.result()
 }
 
 func afterFuncBytes(n int) float64 {
@@ -98,63 +77,93 @@ type coreResult struct {
 }
 
 func coreRun(n int, spread time.Duration) coreResult {
-	ids, offsets := make([]string, n), make([]time.Duration, n)
+	ids := make([]string, n)
 	for i := range n {
 		ids[i] = "t" + strconv.Itoa(i)
-		offsets[i] = time.Duration(rand.Int64N(int64(spread)))
 	}
-	starts := make([]int64, n) // consumer start minus due time, ns
-	var executed atomic.Int64
-	done := make(chan struct{})
-	consumer := trigger.ConsumerFunc(func(ctx context.Context, t *trigger.Trigger) error {
-		late := time.Since(t.DueAt)
+	w := newWorkload(n, spread)
+	s := mustStart(memstore.New(), trigger.ConsumerFunc(func(ctx context.Context, t *trigger.Trigger) error {
 		i, _ := strconv.Atoi(t.ID[1:])
-		starts[i] = int64(late)
-		if executed.Add(1) == int64(n) {
-			close(done)
-		}
+		w.ran(i, time.Since(t.DueAt))
 		return nil
-	})
-	s := mustStart(memstore.New(), consumer)
+	}))
 	defer s.Stop(context.Background())
-
-	handedLate := make([]bool, n)
 	ctx := context.Background()
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	begin := time.Now()
-	for i := range n {
-		due := begin.Add(offsets[i])
+	w.scheduleAll(func(i int, due time.Time) {
 		if _, err := s.Schedule(ctx, trigger.Trigger{ID: ids[i], DueAt: due}); err != nil {
 			log.Fatal(err)
 		}
-		handedLate[i] = !time.Now().Before(due)
-	}
-	elapsed := time.Since(begin)
-	runtime.ReadMemStats(&m1)
-
-	select {
-	case <-done:
-	case <-time.After(spread + time.Minute):
-		log.Printf("core N=%d: only %d of %d executed after %v", n, executed.Load(), n, spread+time.Minute)
-	}
-	return summarize(n, elapsed, &m0, &m1, starts, handedLate, executed.Load())
+	})
+	return w.result()
 }
 
-func summarize(n int, elapsed time.Duration, m0, m1 *runtime.MemStats, starts []int64, handedLate []bool, executed int64) coreResult {
+// workload is the core table's job list: n jobs due at random offsets over
+// spread, with what was measured of them.
+type workload struct {
+	n          int
+	spread     time.Duration
+	offsets    []time.Duration
+	starts     []int64 // start minus due time, ns
+	handedLate []bool  // already due when scheduling returned
+	executed   atomic.Int64
+	done       chan struct{}
+
+	elapsed time.Duration
+	m0, m1  runtime.MemStats
+}
+
+func newWorkload(n int, spread time.Duration) *workload {
+	w := &workload{n: n, spread: spread, offsets: make([]time.Duration, n), starts: make([]int64, n),
+		handedLate: make([]bool, n), done: make(chan struct{})}
+	for i := range n {
+		w.offsets[i] = time.Duration(rand.Int64N(int64(spread)))
+	}
+	return w
+}
+
+// scheduleAll hands every job to schedule from one goroutine, as fast as it
+// goes, measuring the time and the allocations.
+func (w *workload) scheduleAll(schedule func(i int, due time.Time)) {
+	runtime.GC()
+	runtime.ReadMemStats(&w.m0)
+	begin := time.Now()
+	for i := range w.n {
+		due := begin.Add(w.offsets[i])
+		schedule(i, due)
+		w.handedLate[i] = !time.Now().Before(due)
+	}
+	w.elapsed = time.Since(begin)
+	runtime.ReadMemStats(&w.m1)
+}
+
+// ran records that job i started late after its due time.
+func (w *workload) ran(i int, late time.Duration) {
+	w.starts[i] = int64(late)
+	if w.executed.Add(1) == int64(w.n) {
+		close(w.done)
+	}
+}
+
+// result waits for every job to run (or gives up a minute after the last
+// was due) and summarises.
+func (w *workload) result() coreResult {
+	select {
+	case <-w.done:
+	case <-time.After(w.spread + time.Minute):
+		log.Printf("core N=%d: only %d of %d executed after %v", w.n, w.executed.Load(), w.n, w.spread+time.Minute)
+	}
 	r := coreResult{
-		nsPerOp:     float64(elapsed.Nanoseconds()) / float64(n),
-		allocsPerOp: float64(m1.Mallocs-m0.Mallocs) / float64(n),
-		executed:    int(executed),
+		nsPerOp:     float64(w.elapsed.Nanoseconds()) / float64(w.n),
+		allocsPerOp: float64(w.m1.Mallocs-w.m0.Mallocs) / float64(w.n),
+		executed:    int(w.executed.Load()),
 		earliest:    time.Duration(1<<63 - 1),
 	}
-	for i := range n {
-		late := time.Duration(starts[i])
-		if handedLate[i] {
+	for i := range w.n {
+		if w.handedLate[i] {
 			r.dueAtHandOver++
 			continue
 		}
+		late := time.Duration(w.starts[i])
 		r.late = append(r.late, late)
 		r.earliest = min(r.earliest, late)
 	}
