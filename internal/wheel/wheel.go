@@ -8,34 +8,41 @@
 // # Layout
 //
 // Four levels of slots plus an overflow list, all addressed by the bits of
-// the tick number:
+// the tick number. Each level is a ring of two blocks: the block holding the
+// current tick and the one after it.
 //
-//	level 0: 256 slots of 1 tick      bits  0..7    256 ticks   (256 ms at 1 ms)
-//	level 1:  64 slots of 2^8 ticks   bits  8..13   2^14 ticks  (16.4 s)
-//	level 2:  64 slots of 2^14 ticks  bits 14..19   2^20 ticks  (17.5 min)
-//	level 3:  64 slots of 2^20 ticks  bits 20..25   2^26 ticks  (18.6 h)
+//	level 0: 2×256 slots of 1 tick      block of 2^8 ticks   (256 ms at 1 ms)
+//	level 1: 2×64 slots of 2^8 ticks    block of 2^14 ticks  (16.4 s)
+//	level 2: 2×64 slots of 2^14 ticks   block of 2^20 ticks  (17.5 min)
+//	level 3: 2×64 slots of 2^20 ticks   block of 2^26 ticks  (18.6 h)
 //	overflow: everything further out
 //
-// A timer sits on the lowest level whose bit range holds the highest bit in
-// which its tick differs from the current tick, in the slot named by its own
-// bits there. So level 0 holds the rest of the current 256-tick block, level
-// 1 the rest of the current 2^14-tick block, and so on; each level is ordered
-// by time and every level is later than the one below. When the current tick
-// enters the range of an upper slot, that slot's timers are placed again
-// (cascaded) and land on lower levels; when it enters a new 2^26-tick block
-// the overflow list is placed again. A timer on the levels therefore moves at
-// most three times; one in the overflow is looked at again once per 2^26
-// ticks until it comes within reach.
+// A timer is placed on the lowest level whose current or next block holds
+// its tick, in the slot named by its own bits there. A timer on level l+1 is
+// therefore at least one level-l block ahead of the current tick.
 //
-// 256 one-tick slots keep the next quarter second (at 1 ms) exact without
-// cascading, and 64-slot upper levels match one bitmap word each. Four levels
-// reach 18.6 hours at the default 1 ms tick, more than the scheduler's
-// horizon, so the overflow stays empty in normal use.
+// # Cascading without stalls
 //
-// Each level keeps an occupancy bitmap, and each list the smallest tick added
-// to it, so the next tick with work to do is found in a handful of word
-// operations: [Wheel.Next] is O(levels) and [Wheel.Advance] jumps straight to
-// the next occupied slot, however far ahead.
+// A timer on an upper level must move down before its tick is reached. A
+// classic wheel moves a whole upper slot at once, when the current tick
+// enters its range: with a million timers due over the next ten seconds,
+// one such cascade moves hundreds of thousands of them while the timers
+// already due wait. Here the slot for the next lower-level block is moved
+// down bit by bit while the current block runs (its timers fit on the lower
+// level, whose ring has room for the next block): each Advance moves a share
+// proportional to the ticks it covered, and Next asks for extra wake-ups when
+// a large slot is pending, so a slot is empty by the time its block starts.
+// What is left then (timers added late, or a driver that did not call) moves
+// at once. A timer on the levels moves at most three times; one in the
+// overflow is looked at again once per 2^26 ticks until it comes within
+// reach.
+//
+// Each level keeps occupancy bitmaps and each list the smallest tick added to
+// it and its length, so the next tick with work to do is found in a handful
+// of word operations: [Wheel.Next] is O(levels) and [Wheel.Advance] jumps
+// straight to the next occupied slot, however far ahead. Four levels reach
+// 18.6 hours at the default 1 ms tick, more than the scheduler's horizon, so
+// the overflow stays empty in normal use.
 //
 // # Thread safety
 //
@@ -51,19 +58,48 @@ import (
 
 const (
 	level0Bits  = 8
-	level0Slots = 1 << level0Bits // 256
+	level0Slots = 2 << level0Bits // 512: two blocks of 256 ticks
 	upperBits   = 6
-	upperSlots  = 1 << upperBits // 64
+	upperSlots  = 2 << upperBits // 128: two blocks of 64 slots
 	upperLevels = 3
-	topBits     = level0Bits + upperLevels*upperBits // 26: ticks covered by the levels
+	topBits     = level0Bits + upperLevels*upperBits // 26: a level-3 block
 
-	numSlots = level0Slots + upperLevels*upperSlots // 448, numbered level by level
+	numSlots = level0Slots + upperLevels*upperSlots // 896, numbered level by level
 
 	// Lists after the slots: two due lists (see Wheel.gen) and the overflow.
 	listDue      = numSlots
 	listOverflow = numSlots + 2
 	numLists     = numSlots + 3
+
+	// precascadeBatch is about how many timers one Advance moves down from a
+	// pending upper slot: Next asks to be called often enough for that.
+	precascadeBatch = 256
 )
+
+// levelBase returns the first list of level l; slotShift and blockShift the
+// bits of a tick that name its slot and its block on level l.
+func levelBase(l int) int {
+	if l == 0 {
+		return 0
+	}
+	return level0Slots + (l-1)*upperSlots
+}
+
+func slotShift(l int) uint {
+	if l == 0 {
+		return 0
+	}
+	return uint(level0Bits + (l-1)*upperBits)
+}
+
+func blockShift(l int) uint { return uint(level0Bits + l*upperBits) }
+
+func ringMask(l int) int64 {
+	if l == 0 {
+		return level0Slots - 1
+	}
+	return upperSlots - 1
+}
 
 // Timer is an entry of a Wheel. The caller allocates it (its zero value is an
 // unarmed timer) and keeps it; the wheel only links it into its lists, so Add
@@ -95,12 +131,17 @@ type Wheel[T any] struct {
 	// callback that re-arms its timer in the past cannot loop forever.
 	gen       int
 	advancing bool
+	// moved is the tick at which Advance last moved timers down ahead of
+	// time; moves counts the timers moved down, for tests.
+	moved int64
+	moves int
 
 	occupied [numSlots / 64]uint64 // bit i set when slot list i is not empty
 	heads    [numLists]*Timer[T]
 	// mins[i] is a lower bound of the ticks in list i: the smallest tick added
 	// since it was last empty. Remove does not raise it.
 	mins [numLists]int64
+	lens [numLists]int32
 }
 
 // New returns an empty wheel with the given tick length, positioned at now.
@@ -109,7 +150,8 @@ func New[T any](tick time.Duration, now time.Time) *Wheel[T] {
 	if tick <= 0 {
 		panic("wheel: tick must be positive")
 	}
-	return &Wheel[T]{tick: int64(tick), cur: floorDiv(unixNano(now), int64(tick))}
+	cur := floorDiv(unixNano(now), int64(tick))
+	return &Wheel[T]{tick: int64(tick), cur: cur, moved: cur}
 }
 
 // Len returns the number of armed timers.
@@ -150,7 +192,9 @@ func (w *Wheel[T]) Remove(t *Timer[T]) bool {
 // before now, that is every timer with When() <= now once When() is rounded up
 // to a multiple of the tick, and never one with When() > now. It also fires
 // the timers armed in the past since the last Advance. Each timer is disarmed
-// before it is passed to fire, in tick order (any order within a tick).
+// before it is passed to fire, in tick order (any order within a tick). Then
+// it moves down a share of the timers of the upper slots whose blocks come
+// next (see the package documentation).
 //
 // fire may Add and Remove timers, the fired one included. A timer it arms
 // fires in this same call if its tick is after the one being fired and not
@@ -180,18 +224,20 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(*Timer[T])) {
 		w.moveTo(t)
 		w.drain(int(t&(level0Slots-1)), fire)
 	}
+	w.precascade()
 }
 
-// Next returns the earliest instant at which Advance would fire a timer, and
-// false when no timer is armed. It is never later than the earliest armed
-// timer's When() rounded up to the tick, and it is that instant exactly,
-// except after Remove (or a moving Add) of a timer that was the earliest in
-// its upper slot or in the overflow: Next may then still report the removed
-// timer's tick, where Advance fires nothing but cascades the slot, after which
-// Next is exact again. So each such Remove costs the driver at most one
-// needless wake-up, where recomputing the minimum would make Remove or Next
-// O(timers in the slot). A result before the last Advance means "now".
-// Next is O(levels).
+// Next returns the earliest instant at which the wheel wants Advance to be
+// called, and false when no timer is armed. That is the earliest armed
+// timer's When() rounded up to the tick, or earlier: when a large upper slot
+// is being moved down ahead of its block, Next asks for an Advance every few
+// ticks so that the move is spread out. After Remove (or a moving Add) of a
+// timer that was the earliest in its upper slot or in the overflow, Next may
+// also still report the removed timer's tick, where Advance fires nothing;
+// it is exact again after that Advance. So each such Remove costs the driver
+// at most one needless wake-up, where recomputing the minimum would make
+// Remove or Next O(timers in the slot). A result before the last Advance
+// means "now". Next is O(levels).
 func (w *Wheel[T]) Next() (time.Time, bool) {
 	tick, ok := w.earliest()
 	for _, due := range [...]int{listDue, listDue + 1} {
@@ -202,6 +248,11 @@ func (w *Wheel[T]) Next() (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
+	for l := 1; l <= upperLevels; l++ {
+		if want, ok := w.spread(l); ok {
+			tick = min(tick, want)
+		}
+	}
 	switch {
 	case tick > math.MaxInt64/w.tick:
 		return time.Unix(0, math.MaxInt64), true
@@ -211,31 +262,80 @@ func (w *Wheel[T]) Next() (time.Time, bool) {
 	return time.Unix(0, tick*w.tick), true
 }
 
-// earliest returns the first tick after cur at which the wheel has work to
-// do: fire a level-0 slot, cascade an upper slot or re-place the overflow. It
-// ignores the due lists. Because the levels are ordered in time and stored in
-// that order in occupied, the first occupied slot is the answer: its tick on
-// level 0, its list's minimum above.
+// earliest returns a lower bound of the first tick after cur at which the
+// wheel has a timer, ignoring the due lists: the first occupied slot of each
+// ring, read from the current tick on, holds the earliest timers of its
+// level; the answer is the smallest of them.
 func (w *Wheel[T]) earliest() (int64, bool) {
-	for i, word := range w.occupied {
-		if word == 0 {
-			continue
-		}
-		slot := i*64 + bits.TrailingZeros64(word)
-		if slot < level0Slots {
-			return w.cur&^(level0Slots-1) | int64(slot), true
-		}
-		return w.mins[slot], true
+	best, ok := int64(0), false
+	if p, found := firstSet(w.occupied[:level0Slots/64], int(w.cur&(level0Slots-1))); found {
+		best, ok = w.cur+int64(p-int(w.cur&(level0Slots-1)))&(level0Slots-1), true
 	}
-	if w.heads[listOverflow] != nil {
-		return w.mins[listOverflow], true
+	for l := 1; l <= upperLevels; l++ {
+		base := levelBase(l)
+		words := w.occupied[base/64 : (base+upperSlots)/64]
+		if p, found := firstSet(words, int(w.cur>>slotShift(l)&(upperSlots-1))); found {
+			if m := w.mins[base+p]; !ok || m < best {
+				best, ok = m, true
+			}
+		}
+	}
+	if w.heads[listOverflow] != nil && (!ok || w.mins[listOverflow] < best) {
+		best, ok = w.mins[listOverflow], true
+	}
+	return best, ok
+}
+
+// spread returns when the wheel wants an Advance to spread the move of the
+// first occupied slot of upper level l over the block before the slot's
+// own: at the start of that block, then every few ticks. It reports false
+// for a slot small enough to move at once.
+func (w *Wheel[T]) spread(l int) (int64, bool) {
+	base := levelBase(l)
+	words := w.occupied[base/64 : (base+upperSlots)/64]
+	p, found := firstSet(words, int(w.cur>>slotShift(l)&(upperSlots-1)))
+	if !found {
+		return 0, false
+	}
+	n := int64(w.lens[base+p])
+	if n <= precascadeBatch {
+		return 0, false
+	}
+	bs := slotShift(l)
+	block := w.mins[base+p] >> bs // the lower-level block of the slot's timers
+	if block > math.MaxInt64>>bs {
+		return 0, false
+	}
+	if start := (block - 1) << bs; start > w.cur {
+		return start, true
+	}
+	left := block<<bs - w.cur
+	return w.cur + max(1, left*precascadeBatch/n), true
+}
+
+// firstSet returns the first set bit of words, read as a ring starting at
+// bit start.
+func firstSet(words []uint64, start int) (int, bool) {
+	i, off := start/64, uint(start%64)
+	if x := words[i] >> off << off; x != 0 {
+		return i*64 + bits.TrailingZeros64(x), true
+	}
+	for j := 1; j < len(words); j++ {
+		k := (i + j) % len(words)
+		if words[k] != 0 {
+			return k*64 + bits.TrailingZeros64(words[k]), true
+		}
+	}
+	if x := words[i] & (1<<off - 1); x != 0 {
+		return i*64 + bits.TrailingZeros64(x), true
 	}
 	return 0, false
 }
 
 // moveTo sets the current tick to t, which must not pass any tick returned by
-// earliest, and cascades the upper slots (and the overflow) whose range t has
-// entered. Their timers are all at or after t and land on lower levels.
+// earliest, and moves down at once whatever is left in the upper slots (and
+// the overflow) whose block t has entered. Their timers are all at or after
+// t and land on lower levels.
 func (w *Wheel[T]) moveTo(t int64) {
 	old := w.cur
 	w.cur = t
@@ -243,9 +343,44 @@ func (w *Wheel[T]) moveTo(t int64) {
 		w.replace(listOverflow)
 	}
 	for l := upperLevels - 1; l >= 0; l-- {
-		shift := level0Bits + l*upperBits
-		if old>>shift != t>>shift {
-			w.replace(level0Slots + l*upperSlots + int(t>>shift&(upperSlots-1)))
+		bs := blockShift(l)
+		if old>>bs != t>>bs {
+			w.replace(levelBase(l+1) + int(t>>bs&(upperSlots-1)))
+		}
+	}
+}
+
+// pending returns the slot of level l (1..3) that holds timers of the next
+// level l-1 block, and how many ticks are left before that block starts.
+func (w *Wheel[T]) pending(l int) (slot int, left int64) {
+	bs := blockShift(l - 1)
+	next := w.cur>>bs + 1
+	return levelBase(l) + int(next&(upperSlots-1)), next<<bs - w.cur
+}
+
+// precascade moves down a share of each pending upper slot: the share of the
+// ticks left before its block starts that the wheel moved through since the
+// last call (within the current block), so that the slot is empty by then.
+func (w *Wheel[T]) precascade() {
+	last := w.moved
+	w.moved = w.cur
+	for l := 1; l <= upperLevels; l++ {
+		i, left := w.pending(l)
+		n := int64(w.lens[i])
+		if n == 0 || left <= 0 {
+			continue // left <= 0: the block start overflows; far out of reach
+		}
+		blockStart := w.cur >> blockShift(l-1) << blockShift(l-1)
+		moved := max(w.cur-max(last, blockStart), 1)
+		k := n
+		if moved < left {
+			k = min(n, max((n*moved+left-1)/left, precascadeBatch/4))
+		}
+		w.moves += int(k)
+		for ; k > 0; k-- {
+			t := w.heads[i]
+			w.unlink(t)
+			w.place(t, w.tickOf(t))
 		}
 	}
 }
@@ -257,6 +392,8 @@ func (w *Wheel[T]) replace(i int) {
 		return
 	}
 	w.heads[i] = nil
+	w.moves += int(w.lens[i])
+	w.lens[i] = 0
 	if i < numSlots {
 		w.occupied[i/64] &^= 1 << (i % 64)
 	}
@@ -276,19 +413,16 @@ func (w *Wheel[T]) drain(i int, fire func(*Timer[T])) {
 	}
 }
 
-// place links t, due at tick >= cur, into the list it belongs to.
+// place links t, due at tick > cur, into the list it belongs to: the lowest
+// level whose current or next block holds tick.
 func (w *Wheel[T]) place(t *Timer[T], tick int64) {
-	x := uint64(tick ^ w.cur)
-	switch {
-	case x < level0Slots:
-		w.push(int(tick&(level0Slots-1)), t, tick)
-	case x < 1<<topBits:
-		l := (bits.Len64(x) - level0Bits - 1) / upperBits // upper level 0..2
-		shift := level0Bits + l*upperBits
-		w.push(level0Slots+l*upperSlots+int(tick>>shift&(upperSlots-1)), t, tick)
-	default:
-		w.push(listOverflow, t, tick)
+	for l := 0; l <= upperLevels; l++ {
+		if bs := blockShift(l); tick>>bs-w.cur>>bs <= 1 {
+			w.push(levelBase(l)+int(tick>>slotShift(l)&ringMask(l)), t, tick)
+			return
+		}
 	}
+	w.push(listOverflow, t, tick)
 }
 
 // push links t at the head of list i.
@@ -305,6 +439,7 @@ func (w *Wheel[T]) push(i int, t *Timer[T], tick int64) {
 	}
 	t.next, t.prev, t.pos = h, nil, uint16(i+1)
 	w.heads[i] = t
+	w.lens[i]++
 }
 
 // unlink takes the armed timer t out of its list and disarms it.
@@ -322,6 +457,7 @@ func (w *Wheel[T]) unlink(t *Timer[T]) {
 		t.next.prev = t.prev
 	}
 	t.next, t.prev, t.pos = nil, nil, 0
+	w.lens[i]--
 }
 
 // tickOf returns the first tick at or after t's instant.

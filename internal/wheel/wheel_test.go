@@ -33,10 +33,12 @@ func where[T any](t *Timer[T]) string {
 		return fmt.Sprintf("L0/%d", i)
 	case i < numSlots:
 		return fmt.Sprintf("L%d/%d", (i-level0Slots)/upperSlots+1, (i-level0Slots)%upperSlots)
+	case i == listDue || i == listDue+1:
+		return "due"
 	case i == listOverflow:
 		return "overflow"
 	}
-	return "due"
+	return "?"
 }
 
 // check verifies every structural invariant of w. It must not be called from
@@ -44,6 +46,7 @@ func where[T any](t *Timer[T]) string {
 func check[T any](t *testing.T, w *Wheel[T]) {
 	t.Helper()
 	n := 0
+	var lens [numLists]int32
 	for i := range numLists {
 		var prev *Timer[T]
 		for tm := w.heads[i]; tm != nil; prev, tm = tm, tm.next {
@@ -59,15 +62,16 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 				if tick > w.cur {
 					t.Fatalf("due timer at tick %d after cur %d", tick, w.cur)
 				}
+				lens[i]++
 				continue
 			}
-			want := -1
-			if tick > w.cur {
-				want = listOf(w.cur, tick)
+			if tick <= w.cur || !allowed(w.cur, tick, i) {
+				t.Fatalf("timer at tick %d (cur %d) in list %d, want %d", tick, w.cur, i, listOf(w.cur, tick))
 			}
-			if want != i {
-				t.Fatalf("timer at tick %d (cur %d) in list %d, want %d", tick, w.cur, i, want)
-			}
+			lens[i]++
+		}
+		if lens[i] != w.lens[i] {
+			t.Fatalf("list %d: %d timers, length %d", i, lens[i], w.lens[i])
 		}
 		if i < numSlots && (w.heads[i] != nil) != (w.occupied[i/64]&(1<<(i%64)) != 0) {
 			t.Fatalf("slot %d: occupancy bit disagrees with its list", i)
@@ -78,17 +82,38 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 	}
 }
 
-// listOf is the placement rule written the slow way, to check place against.
+// listOf is the placement rule written the slow way, to check place against:
+// the lowest level whose current or next block holds tick.
 func listOf(cur, tick int64) int {
-	if cur>>level0Bits == tick>>level0Bits {
-		return int(tick % level0Slots)
-	}
-	for l := range upperLevels {
-		if cur>>(level0Bits+(l+1)*upperBits) == tick>>(level0Bits+(l+1)*upperBits) {
-			return level0Slots + l*upperSlots + int(tick>>(level0Bits+l*upperBits)%upperSlots)
+	for l := 0; l <= upperLevels; l++ {
+		if cur>>blockShift(l)+1 >= tick>>blockShift(l) {
+			return slotOf(l, tick)
 		}
 	}
 	return listOverflow
+}
+
+func slotOf(l int, tick int64) int {
+	if l == 0 {
+		return int(tick % level0Slots)
+	}
+	return level0Slots + (l-1)*upperSlots + int(tick>>(level0Bits+(l-1)*upperBits)%upperSlots)
+}
+
+// allowed reports whether a timer due at tick may sit in list i: where
+// place puts it, or on a higher level it was placed on earlier, as long as
+// that level's ring reaches tick and tick is not in the current block of the
+// level below (the block it must have moved down by).
+func allowed(cur, tick int64, i int) bool {
+	if i == listOf(cur, tick) {
+		return true
+	}
+	for l := 1; l <= upperLevels; l++ {
+		if i == slotOf(l, tick) {
+			return tick>>blockShift(l) <= cur>>blockShift(l)+1 && tick>>blockShift(l-1) > cur>>blockShift(l-1)
+		}
+	}
+	return i == listOverflow && tick>>topBits > cur>>topBits
 }
 
 func TestPlacement(t *testing.T) {
@@ -106,20 +131,22 @@ func TestPlacement(t *testing.T) {
 		{"1ns ahead rounds up to the next tick", 0, at(0, 1), "L0/1"},
 		{"just under a tick", 0, at(0, ms-1), "L0/1"},
 		{"one tick", 0, at(1, 0), "L0/1"},
-		{"end of level 0", 0, at(255, 0), "L0/255"},
-		{"1ns past level 0 rounds into level 1", 0, at(255, 1), "L1/1"},
-		{"start of level 1", 0, at(256, 0), "L1/1"},
-		{"end of level 1", 0, at(1<<14-1, 0), "L1/63"},
-		{"start of level 2", 0, at(1<<14, 0), "L2/1"},
-		{"level 2 slot by bits 14..19", 0, at(5<<14+77, 0), "L2/5"},
-		{"start of level 3", 0, at(1<<20, 0), "L3/1"},
-		{"end of level 3", 0, at(1<<26-1, 0), "L3/63"},
-		{"past level 3 is overflow", 0, at(1<<26, 0), "overflow"},
+		{"end of the current block", 0, at(255, 0), "L0/255"},
+		{"1ns past the block rounds into the next, still level 0", 0, at(255, 1), "L0/256"},
+		{"end of level 0's next block", 0, at(511, 0), "L0/511"},
+		{"two blocks ahead is level 1", 0, at(512, 0), "L1/2"},
+		{"end of level 1's next block", 0, at(1<<15-1, 0), "L1/127"},
+		{"start of level 2", 0, at(1<<15, 0), "L2/2"},
+		{"level 2 slot by bits 14..20", 0, at(5<<14+77, 0), "L2/5"},
+		{"start of level 3 (base sets bit 26)", 0, at(1<<21, 0), "L3/66"},
+		{"end of level 3", 0, at(1<<27-1, 0), "L3/63"},
+		{"past level 3 is overflow", 0, at(1<<27, 0), "overflow"},
 		{"far future is overflow", 0, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), "overflow"},
-		{"near but across a 256 block", 200, at(300, 0), "L1/1"},
+		{"the next block is level 0", 200, at(300, 0), "L0/300"},
+		{"two blocks ahead of cur", 200, at(600, 0), "L1/2"},
 		{"same block after cur", 200, at(255, 0), "L0/255"},
 		{"behind cur in the same block is due", 200, at(100, 0), "due"},
-		{"near but across the top block", 1<<26 - 1, at(1<<26, 0), "overflow"},
+		{"across the top block, two blocks ahead", 1<<27 - 1, at(1<<27+300, 0), "L1/1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,10 +167,10 @@ func TestCascade(t *testing.T) {
 	w := New[string](time.Millisecond, at(0, 0))
 	timers := map[string]*Timer[string]{}
 	for name, when := range map[string]int64{
-		"a": 300,                       // level 1 slot 1, then level 0 slot 44
-		"b": 1<<14 + 5<<8 + 7,          // level 2 slot 1, then level 1 slot 5, then level 0 slot 7
-		"c": 1<<26 + 3,                 // overflow, then level 0 slot 3
-		"d": 1<<26 + 2<<20 + 1<<14 + 1, // overflow, then level 3, 2, 1, 0
+		"a": 600,                       // level 1, moved down ahead of its block
+		"b": 1<<15 + 5<<8 + 7,          // level 2, then level 1 slot 5, then level 0 slot 263
+		"c": 1<<27 + 3,                 // overflow, then level 3, then level 0
+		"d": 1<<27 + 2<<20 + 1<<14 + 1, // overflow, then level 3, 2, 1, 0
 	} {
 		timers[name] = &Timer[string]{Value: name}
 		w.Add(timers[name], at(when, 0))
@@ -153,16 +180,18 @@ func TestCascade(t *testing.T) {
 		where map[string]string // expected lists afterwards
 		fired []string
 	}{
-		{255, map[string]string{"a": "L1/1", "b": "L2/1", "c": "overflow", "d": "overflow"}, nil},
-		{256, map[string]string{"a": "L0/44"}, nil},
-		{299, map[string]string{"a": "L0/44"}, nil},
-		{300, map[string]string{"a": "unarmed"}, []string{"a"}},
+		{255, map[string]string{"a": "L1/2", "b": "L2/2", "c": "overflow", "d": "overflow"}, nil},
+		// Entering block 1 moves down block 2's slot: a's.
+		{256, map[string]string{"a": "L0/88", "b": "L2/2"}, nil},
+		{599, map[string]string{"a": "L0/88"}, nil},
+		{600, map[string]string{"a": "unarmed"}, []string{"a"}},
+		// Entering level-1 block 1 moves down level-1 block 2's slot: b's.
 		{1 << 14, map[string]string{"b": "L1/5"}, nil},
-		{1<<14 + 5<<8, map[string]string{"b": "L0/7"}, nil},
-		{1<<14 + 5<<8 + 7, map[string]string{"b": "unarmed"}, []string{"b"}},
-		{1 << 26, map[string]string{"c": "L0/3", "d": "L3/2"}, nil},
-		// One jump fires c and cascades d through every level on the way.
-		{1<<26 + 2<<20 + 1<<14 + 1, map[string]string{"c": "unarmed", "d": "unarmed"}, []string{"c", "d"}},
+		{1<<15 + 4<<8, map[string]string{"b": "L0/263"}, nil},
+		{1<<15 + 5<<8 + 7, map[string]string{"b": "unarmed"}, []string{"b"}},
+		{1 << 26, map[string]string{"c": "L3/64", "d": "L3/66"}, nil},
+		// One jump fires c and moves d through every level on the way.
+		{1<<27 + 2<<20 + 1<<14 + 1, map[string]string{"c": "unarmed", "d": "unarmed"}, []string{"c", "d"}},
 	}
 	for _, s := range steps {
 		var fired []string
@@ -177,6 +206,43 @@ func TestCascade(t *testing.T) {
 		}
 		check(t, w)
 	}
+}
+
+// TestCascadeIsSpread arms 60,000 timers due over one level-1 block, two
+// blocks ahead, and drives the wheel by Next as the scheduler does: no
+// Advance may move more than a few batches of timers down at once (a
+// classic wheel moves all 60,000 when their block starts), and every timer
+// still fires exactly at its tick.
+func TestCascadeIsSpread(t *testing.T) {
+	t.Parallel()
+	const n = 60000
+	w := New[int](time.Millisecond, at(0, 0))
+	rng := rand.New(rand.NewPCG(1, 2))
+	timers := make([]Timer[int], n)
+	for i := range timers {
+		w.Add(&timers[i], at(1<<15+rng.Int64N(1<<14), 0))
+	}
+	fired, wakes, most := 0, 0, 0
+	for w.Len() > 0 {
+		now, _ := w.Next()
+		before := w.moves
+		w.Advance(now, func(tm *Timer[int]) {
+			fired++
+			if !tm.When().Equal(now) {
+				t.Fatalf("timer due %v fired at %v", tm.When(), now)
+			}
+		})
+		most = max(most, w.moves-before)
+		wakes++
+	}
+	check(t, w)
+	if fired != n {
+		t.Fatalf("fired %d of %d", fired, n)
+	}
+	if most > 4*precascadeBatch {
+		t.Errorf("one Advance moved %d timers down; want at most %d", most, 4*precascadeBatch)
+	}
+	t.Logf("%d wake-ups, at most %d timers moved by one Advance, %d moves in all", wakes, most, w.moves)
 }
 
 func TestAddMovesAndRemove(t *testing.T) {
