@@ -66,10 +66,12 @@ const (
 
 	numSlots = level0Slots + upperLevels*upperSlots // 896, numbered level by level
 
-	// Lists after the slots: two due lists (see Wheel.gen) and the overflow.
+	// Lists after the slots: two due lists (see Wheel.gen), the overflow, and
+	// the timers of the next tick that Advance is about to fire.
 	listDue      = numSlots
 	listOverflow = numSlots + 2
-	numLists     = numSlots + 3
+	listEarly    = numSlots + 3
+	numLists     = numSlots + 4
 
 	// precascadeBatch is about how many timers one Advance moves down from a
 	// pending upper slot: Next asks to be called often enough for that.
@@ -142,6 +144,11 @@ type Wheel[T any] struct {
 	// since it was last empty. Remove does not raise it.
 	mins [numLists]int64
 	lens [numLists]int32
+	// whens[i] is a lower bound of the instants (Unix nanoseconds) of the
+	// timers in level-0 slot i, so that Next can name the instant within a
+	// tick, and Advance fire a timer at its instant rather than at the end
+	// of its tick.
+	whens [level0Slots]int64
 }
 
 // New returns an empty wheel with the given tick length, positioned at now.
@@ -188,9 +195,8 @@ func (w *Wheel[T]) Remove(t *Timer[T]) bool {
 	return true
 }
 
-// Advance moves the wheel to now and fires every timer whose tick is at or
-// before now, that is every timer with When() <= now once When() is rounded up
-// to a multiple of the tick, and never one with When() > now. It also fires
+// Advance moves the wheel to now and fires every timer with When() <= now,
+// and never one with When() > now. It also fires
 // the timers armed in the past since the last Advance. Each timer is disarmed
 // before it is passed to fire, in tick order (any order within a tick). Then
 // it moves down a share of the timers of the upper slots whose blocks come
@@ -224,12 +230,39 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(*Timer[T])) {
 		w.moveTo(t)
 		w.drain(int(t&(level0Slots-1)), fire)
 	}
+	w.fireEarly(unixNano(now), fire)
 	w.precascade()
+}
+
+// fireEarly fires the timers of the next tick whose instant is at or before
+// now: a tick is the granularity of the slots, not of the firing. It moves
+// them to a list of their own before firing any, so that fire may change
+// the slot, and leaves the slot's whens exact.
+func (w *Wheel[T]) fireEarly(now int64, fire func(*Timer[T])) {
+	i := int((w.cur + 1) & (level0Slots - 1))
+	if w.heads[i] == nil || w.whens[i] > now {
+		return
+	}
+	rest := int64(math.MaxInt64)
+	for t := w.heads[i]; t != nil; {
+		next := t.next
+		if t.when <= now {
+			w.unlink(t)
+			w.push(listEarly, t, w.cur+1)
+		} else {
+			rest = min(rest, t.when)
+		}
+		t = next
+	}
+	w.whens[i] = rest
+	w.drain(listEarly, fire)
 }
 
 // Next returns the earliest instant at which the wheel wants Advance to be
 // called, and false when no timer is armed. That is the earliest armed
-// timer's When() rounded up to the tick, or earlier: when a large upper slot
+// timer's When() when the timer is on level 0 (the coming 256 to 512
+// ticks), that instant rounded up to the tick on the upper levels, or
+// earlier: when a large upper slot
 // is being moved down ahead of its block, Next asks for an Advance every few
 // ticks so that the move is spread out. After Remove (or a moving Add) of a
 // timer that was the earliest in its upper slot or in the overflow, Next may
@@ -259,7 +292,11 @@ func (w *Wheel[T]) Next() (time.Time, bool) {
 	case tick < math.MinInt64/w.tick:
 		return time.Unix(0, math.MinInt64), true
 	}
-	return time.Unix(0, tick*w.tick), true
+	at := tick * w.tick
+	if i := int(tick & (level0Slots - 1)); tick > w.cur && w.heads[i] != nil && w.mins[i] == tick {
+		at = max(w.whens[i], at-w.tick+1) // the first instant in the tick
+	}
+	return time.Unix(0, at), true
 }
 
 // earliest returns a lower bound of the first tick after cur at which the
@@ -436,6 +473,11 @@ func (w *Wheel[T]) push(i int, t *Timer[T], tick int64) {
 	} else {
 		h.prev = t
 		w.mins[i] = min(w.mins[i], tick)
+	}
+	if i < level0Slots {
+		if h == nil || t.when < w.whens[i] {
+			w.whens[i] = t.when
+		}
 	}
 	t.next, t.prev, t.pos = h, nil, uint16(i+1)
 	w.heads[i] = t
