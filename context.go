@@ -13,6 +13,20 @@ func NewContext(ctx context.Context, t *Trigger) context.Context {
 	return context.WithValue(ctx, contextKey{}, t)
 }
 
+// runContext is the context of a run: it carries the consumer's copy of the
+// trigger, as NewContext does, in one allocation with the copy.
+type runContext struct {
+	context.Context
+	t Trigger
+}
+
+func (c *runContext) Value(key any) any {
+	if key == (contextKey{}) {
+		return &c.t
+	}
+	return c.Context.Value(key)
+}
+
 // FromContext returns the trigger being run, as passed to the Consumer,
 // with its Attempt, Token (the fencing token of this run, to pass on to
 // systems that can reject stale writers) and Recovered flag. ok is false

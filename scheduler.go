@@ -534,8 +534,8 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 	}
 	s.mu.Unlock()
 
-	arg := t // the consumer may change its copy
-	err := s.call(NewContext(ctx, &arg), &arg)
+	rc := &runContext{Context: ctx, t: t} // the consumer may change its copy
+	err := s.call(rc, &rc.t)
 	cause := context.Cause(ctx)
 	var o Outcome
 	if err != nil && (cause == errLeaseLost || cause == errCanceled) {
