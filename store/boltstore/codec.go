@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 
@@ -319,12 +320,19 @@ func validPayload(p []byte) bool {
 }
 
 // trigger returns the record as a Trigger with its payload unmarshalled.
+// The trigger shares nothing the caller may change with r: the store may
+// keep r (see lease.rec).
 func (r *record) trigger() (trigger.Trigger, error) {
 	t := r.t
 	if r.payload != nil {
-		if err := json.Unmarshal(r.payload, &t.Payload); err != nil {
+		var p trigger.Payload
+		if err := json.Unmarshal(r.payload, &p); err != nil {
 			return t, fmt.Errorf("payload: %w", err)
 		}
+		t.Payload = p
+	}
+	if t.TraceContext != nil {
+		t.TraceContext = maps.Clone(t.TraceContext)
 	}
 	return t, nil
 }

@@ -305,39 +305,51 @@ func (w *writeTx) get(id string) (*record, error) {
 // change replaces the record old (nil for a new trigger) with new.
 type change struct {
 	old, new *record
-	value    []byte // new encoded, when the caller did it (see newRecords)
+	value    []byte // new encoded, when the caller did it (see prepare)
+	// from and to are the index keys of old and new. prepare computes them
+	// from the records unless keyed says the caller did.
+	from, to indexSet
+	keyed    bool
 }
 
-// encode returns the encoding of c.new, or an error wrapping ErrInvalid if
-// it is too big.
-func (c *change) encode() error {
+// indexSet is a trigger's keys in the due, state and final indexes (nil
+// where it has none).
+type indexSet struct{ due, state, final []byte }
+
+// prepare encodes c.new and computes the index keys, so that a committer
+// applying the change only writes. It returns an error wrapping
+// ErrInvalid if the record is too big.
+func (c *change) prepare() error {
 	if c.value == nil {
 		c.value = c.new.encode()
 	}
 	if len(c.value) > maxRecordSize {
 		return fmt.Errorf("%w: trigger %q is %d bytes encoded; at most %d are allowed", trigger.ErrInvalid, c.new.t.ID, len(c.value), maxRecordSize)
 	}
+	if !c.keyed {
+		c.to = keysOf(&c.new.t)
+		if c.old != nil {
+			c.from = keysOf(&c.old.t)
+		}
+		c.keyed = true
+	}
 	return nil
 }
 
-// apply encodes every record first, so an oversized one fails the op before
-// anything is written, then writes the records and moves their index
+// apply prepares every change first, so an oversized record fails the op
+// before anything is written, then writes the records and moves their index
 // entries.
 func (w *writeTx) apply(cs ...change) error {
 	for i := range cs {
-		if err := cs[i].encode(); err != nil {
+		if err := cs[i].prepare(); err != nil {
 			return err
 		}
 	}
-	for _, c := range cs {
-		var oldDue, oldState, oldFinal []byte
-		if c.old != nil {
-			oldDue, oldState, oldFinal = indexKeys(&c.old.t)
-		}
-		due, state, final := indexKeys(&c.new.t)
-		w.move(w.b.due, oldDue, due)
-		w.move(w.b.state, oldState, state)
-		w.move(w.b.final, oldFinal, final)
+	for i := range cs {
+		c := &cs[i]
+		w.move(w.b.due, c.from.due, c.to.due)
+		w.move(w.b.state, c.from.state, c.to.state)
+		w.move(w.b.final, c.from.final, c.to.final)
 		w.check(w.b.triggers.Put([]byte(c.new.t.ID), c.value))
 	}
 	return nil
@@ -345,10 +357,10 @@ func (w *writeTx) apply(cs ...change) error {
 
 // remove deletes a record and its index entries.
 func (w *writeTx) remove(r *record) {
-	due, state, final := indexKeys(&r.t)
-	w.move(w.b.due, due, nil)
-	w.move(w.b.state, state, nil)
-	w.move(w.b.final, final, nil)
+	k := keysOf(&r.t)
+	w.move(w.b.due, k.due, nil)
+	w.move(w.b.state, k.state, nil)
+	w.move(w.b.final, k.final, nil)
 	w.check(w.b.triggers.Delete([]byte(r.t.ID)))
 }
 

@@ -81,7 +81,7 @@ func dueTime(t *trigger.Trigger) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// indexKeys returns the keys of t in the due, state and final indexes (nil
+// keysOf returns the keys of t in the due, state and final indexes (nil
 // where t has none).
 //
 // Scheduled triggers, the bulk of a store, have no state index entry: it
@@ -89,15 +89,15 @@ func dueTime(t *trigger.Trigger) (time.Time, bool) {
 // page or more in each commit), and List of scheduled triggers scans the
 // records instead. The state index serves the states worth listing fast:
 // waiting, retrying, running and the final ones.
-func indexKeys(t *trigger.Trigger) (due, state, final []byte) {
+func keysOf(t *trigger.Trigger) (k indexSet) {
 	if at, ok := dueTime(t); ok {
-		due = dueKey(at, t.Priority, t.ID)
+		k.due = dueKey(at, t.Priority, t.ID)
 	}
 	if t.State != trigger.StateScheduled {
-		state = stateKey(t.State, t.ID)
+		k.state = stateKey(t.State, t.ID)
 	}
 	if t.State.Final() {
-		final = finalKey(t.State, t.UpdatedAt, t.ID)
+		k.final = finalKey(t.State, t.UpdatedAt, t.ID)
 	}
-	return due, state, final
+	return k
 }

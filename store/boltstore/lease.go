@@ -54,6 +54,11 @@ type lease struct {
 	recovered bool
 	endedTx   int // transaction that ended the lease, 0 while it lasts
 
+	// rec is the trigger's record as the claim read it. While the lease
+	// lasts, only the claim's own record can rewrite it, which changes
+	// nothing but the lease fields: Finish builds the outcome from it.
+	rec *record
+
 	// finishing counts the Finish calls with this lease's token in flight.
 	// While one is, the claim's own record is not written (the outcome
 	// overwrites it in the same or the next commit); skipped says it was
@@ -191,6 +196,7 @@ func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) 
 		claimedAt: c.Now,
 		updatedAt: c.Now,
 		recovered: recovered,
+		rec:       r,
 	}
 	s.leases[id] = l
 	s.writeLazy(func(w *writeTx) error { return w.persistClaim(l) })
@@ -221,24 +227,28 @@ func (w *writeTx) persistClaim(l *lease) error {
 	return w.apply(change{old: old, new: &r})
 }
 
-// finishing notes a Finish with token in flight on id, and returns the
-// function to call when it is done (with its result); see lease.finishing.
-func (s *Store) finishing(id string, token uint64) (done func(error)) {
+// finishing notes a Finish with token in flight on id and returns the
+// lease it finishes, or nil when no lease of this process has the token (see
+// lease.finishing). finishDone ends what finishing began.
+func (s *Store) finishing(id string, token uint64) *lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.leases[id]
 	if l == nil || l.token != token {
-		return func(error) {}
+		return nil
 	}
 	l.finishing++
-	return func(err error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		l.finishing--
-		if err != nil && l.skipped && s.leases[l.id] == l && l.endedTx == 0 {
-			l.skipped = false
-			s.writeLazy(func(w *writeTx) error { return w.persistClaim(l) })
-		}
+	return l
+}
+
+// finishDone notes that a Finish of l returned err.
+func (s *Store) finishDone(l *lease, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l.finishing--
+	if err != nil && l.skipped && s.leases[l.id] == l && l.endedTx == 0 {
+		l.skipped = false
+		s.writeLazy(func(w *writeTx) error { return w.persistClaim(l) })
 	}
 }
 

@@ -206,7 +206,7 @@ func (s *Store) repairDue(key []byte) {
 				return nil // does not decode: reported, left alone
 			}
 			if r != nil {
-				if due, _, _ := indexKeys(&r.t); bytes.Equal(key, due) {
+				if bytes.Equal(key, keysOf(&r.t).due) {
 					return nil
 				}
 			}
@@ -294,7 +294,7 @@ func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases 
 }
 
 // listScheduled lists scheduled triggers, which have no state index entry
-// (see indexKeys): a scan of the records in ID order. Triggers this process
+// (see keysOf): a scan of the records in ID order. Triggers this process
 // has claimed are running, not scheduled.
 func (s *Store) listScheduled(triggers *bbolt.Bucket, leases map[string]lease, q trigger.ListQuery) ([]trigger.Trigger, error) {
 	var ts []trigger.Trigger

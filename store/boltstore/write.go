@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -62,7 +63,7 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 			t.TraceContext = maps.Clone(t.TraceContext)
 		}
 		recs[i] = change{new: &record{t: t, payload: payload}}
-		if err := recs[i].encode(); err != nil {
+		if err := recs[i].prepare(); err != nil {
 			return nil, err
 		}
 	}
@@ -70,6 +71,14 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 }
 
 // Finish implements trigger.Store.
+//
+// Everything but the checks and the writes happens before the write is
+// queued, outside the commit: the record is the one Claim read (kept with
+// the lease; while the lease lasts only its lease fields can change on
+// disk, and the outcome overwrites those), so it is neither read nor
+// decoded again, and its encoding and index keys are ready. The committer
+// checks that the lease is still current, reads the index keys of the
+// stored record (which the claim's own record may have moved) and writes.
 func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
 	if err := s.ready(ctx, o.Validate(), checkID(id)); err != nil {
 		return err
@@ -85,50 +94,81 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
-	done := s.finishing(id, token)
-	err = s.write(ctx, func(w *writeTx) error {
-		w.s.mu.Lock()
-		defer w.s.mu.Unlock()
-		old, err := w.get(id)
-		if err != nil {
-			return err
-		}
-		l := w.s.leases[id]
-		if l == nil || l.token != token || l.endedTx != 0 || old == nil {
-			if old == nil {
-				return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
+	l := s.finishing(id, token)
+	if l == nil {
+		// No lease of this process has the token: it ended (or was taken
+		// over) for good, no write can bring it back.
+		return s.leaseLost(id, token)
+	}
+	c := change{new: finished(l, o, payload)}
+	if err = c.prepare(); err == nil {
+		err = s.write(ctx, func(w *writeTx) error {
+			w.s.mu.Lock()
+			defer w.s.mu.Unlock()
+			if w.s.leases[id] != l || l.endedTx != 0 {
+				if w.b.triggers.Get([]byte(id)) == nil {
+					return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
+				}
+				return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
 			}
-			return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
-		}
-		r := *old
-		t := &r.t
-		l.overlay(t)
-		t.Owner, t.LeaseUntil, t.Recovered, t.UpdatedAt = "", time.Time{}, false, o.Now
-		switch o.Kind {
-		case trigger.OutcomeComplete:
-			t.State = trigger.StateCompleted
-		case trigger.OutcomeRetry:
-			t.State, t.DueAt, t.LastError = trigger.StateRetrying, o.At, o.Error
-		case trigger.OutcomeFail:
-			t.State, t.LastError = trigger.StateFailed, o.Error
-		case trigger.OutcomeReschedule:
-			t.State, t.DueAt, t.Attempt = trigger.StateScheduled, o.At, 0
-			t.Iteration++
-			if payload != nil {
-				r.payload = payload
+			from, err := w.storedKeys(id)
+			if err != nil {
+				if errors.Is(err, trigger.ErrNotFound) {
+					err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
+				}
+				return err
 			}
-		case trigger.OutcomeSnooze:
-			t.State, t.DueAt = trigger.StateScheduled, o.At
-			t.Attempt = max(t.Attempt-1, 0)
-		}
-		if err := w.insert(followUps, change{old: old, new: &r}); err != nil {
-			return err
-		}
-		w.endLease(l)
-		return nil
-	})
-	done(err)
+			c.from = from
+			if err := w.insert(followUps, c); err != nil {
+				return err
+			}
+			w.endLease(l)
+			return nil
+		})
+	}
+	s.finishDone(l, err)
 	return err
+}
+
+// finished returns the record of l's trigger after outcome o (payload is
+// o.Payload as JSON, for a reschedule).
+func finished(l *lease, o trigger.Outcome, payload []byte) *record {
+	r := *l.rec
+	t := &r.t
+	t.Token, t.Attempt = l.token, l.attempt
+	t.Owner, t.LeaseUntil, t.Recovered, t.UpdatedAt = "", time.Time{}, false, o.Now
+	switch o.Kind {
+	case trigger.OutcomeComplete:
+		t.State = trigger.StateCompleted
+	case trigger.OutcomeRetry:
+		t.State, t.DueAt, t.LastError = trigger.StateRetrying, o.At, o.Error
+	case trigger.OutcomeFail:
+		t.State, t.LastError = trigger.StateFailed, o.Error
+	case trigger.OutcomeReschedule:
+		t.State, t.DueAt, t.Attempt = trigger.StateScheduled, o.At, 0
+		t.Iteration++
+		if payload != nil {
+			r.payload = payload
+		}
+	case trigger.OutcomeSnooze:
+		t.State, t.DueAt = trigger.StateScheduled, o.At
+		t.Attempt = max(t.Attempt-1, 0)
+	}
+	return &r
+}
+
+// storedKeys returns the index keys of the record stored under id, which
+// must exist, without decoding more of it than the keys need.
+func (w *writeTx) storedKeys(id string) (indexSet, error) {
+	v := w.b.triggers.Get([]byte(id))
+	if v == nil {
+		return indexSet{}, fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
+	}
+	r, err := checkRecord(id, v)
+	if err != nil {
+		return indexSet{}, corrupt(id, err)
+	}
+	return keysOf(&r.t), nil
 }
 
 // insert stores the new records (changes without old) and applies cs, or
