@@ -321,7 +321,7 @@ func validPayload(p []byte) bool {
 
 // trigger returns the record as a Trigger with its payload unmarshalled.
 // The trigger shares nothing the caller may change with r: the store may
-// keep r (see lease.rec).
+// keep r (see fresh.go and lease.rec).
 func (r *record) trigger() (trigger.Trigger, error) {
 	t := r.t
 	if r.payload != nil {

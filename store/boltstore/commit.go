@@ -247,6 +247,7 @@ func (s *Store) commit(ops []*op) (released int) {
 		hooks = w.onAbort
 	} else {
 		s.commits.Add(1)
+		s.applyFresh(w.fresh)
 	}
 	for _, f := range hooks {
 		f()
@@ -285,6 +286,7 @@ type writeTx struct {
 	marked   []string      // IDs marked in s.pending by this group
 	onCommit []func()      // run under s.mu after a successful commit
 	onAbort  []func()      // run under s.mu after a failed one
+	fresh    []freshNote   // the records written, for s.fresh
 }
 
 // get returns the record stored under id in this transaction (which sees the
@@ -351,6 +353,7 @@ func (w *writeTx) apply(cs ...change) error {
 		w.move(w.b.state, c.from.state, c.to.state)
 		w.move(w.b.final, c.from.final, c.to.final)
 		w.check(w.b.triggers.Put([]byte(c.new.t.ID), c.value))
+		w.fresh = append(w.fresh, freshNote{id: c.new.t.ID})
 	}
 	return nil
 }
@@ -362,6 +365,7 @@ func (w *writeTx) remove(r *record) {
 	w.move(w.b.state, k.state, nil)
 	w.move(w.b.final, k.final, nil)
 	w.check(w.b.triggers.Delete([]byte(r.t.ID)))
+	w.fresh = append(w.fresh, freshNote{id: r.t.ID})
 }
 
 func (w *writeTx) move(b *bbolt.Bucket, from, to []byte) {

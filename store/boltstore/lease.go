@@ -159,9 +159,12 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 // claimLocked is Claim under s.mu. It returns the record as read and a copy
 // of the new lease.
 func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) {
-	r, err := s.read(id)
-	if err != nil {
-		return nil, lease{}, err
+	r := s.fresh.get(id)
+	if r == nil {
+		var err error
+		if r, err = s.read(id); err != nil {
+			return nil, lease{}, err
+		}
 	}
 	t := &r.t
 	attempt, recovered := t.Attempt, false
@@ -199,6 +202,7 @@ func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) 
 		rec:       r,
 	}
 	s.leases[id] = l
+	s.fresh.drop(id)
 	s.writeLazy(func(w *writeTx) error { return w.persistClaim(l) })
 	return r, *l, nil
 }

@@ -78,6 +78,7 @@ type Store struct {
 	lastToken uint64                   // last fencing token handed out
 	ceiling   uint64                   // highest token reserved on disk
 	reserving bool                     // a reservation of more tokens is queued
+	fresh     freshTable               // records just inserted; see fresh.go
 
 	// The commit queue; see commit.go.
 	qmu     sync.Mutex

@@ -62,6 +62,7 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		if len(t.TraceContext) > 0 {
 			t.TraceContext = maps.Clone(t.TraceContext)
 		}
+		normalise(&t)
 		recs[i] = change{new: &record{t: t, payload: payload}}
 		if err := recs[i].prepare(); err != nil {
 			return nil, err
@@ -179,7 +180,13 @@ func (w *writeTx) insert(news []change, cs ...change) error {
 			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.new.t.ID)
 		}
 	}
-	return w.apply(append(cs, news...)...)
+	if err := w.apply(append(cs, news...)...); err != nil {
+		return err
+	}
+	for _, c := range news {
+		w.fresh = append(w.fresh, freshNote{id: c.new.t.ID, rec: c.new})
+	}
+	return nil
 }
 
 // Cancel implements trigger.Store.
@@ -270,6 +277,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 				w.check(w.b.state.Delete(stateKey(st, id)))
 			}
 			w.check(w.b.triggers.Delete([]byte(id)))
+			w.fresh = append(w.fresh, freshNote{id: id})
 		case old == nil:
 			return fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 		default:
