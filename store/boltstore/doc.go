@@ -63,8 +63,10 @@
 // [Wrap] can hold other data): a meta bucket with the file format version
 // and the token reservation, the records keyed by trigger ID, and three
 // index buckets (due time, state, and final state by update time). The
-// format version is 1; Open refuses a file with a newer version with
-// [ErrFormat]. Records use a compact, versioned binary encoding (see
+// format version is 3; Open upgrades a file of an older version (versions
+// 2 and 3 dropped the state index entries of scheduled, then completed
+// triggers, which List finds by a scan of the records) and refuses one of
+// a newer version with [ErrFormat]. Records use a compact, versioned binary encoding (see
 // codec.go). A record that does not decode is reported with its ID
 // ([ErrCorrupt] from Get, a log entry from scans, which skip it); the rest of
 // the store keeps working, and Delete removes the record.

@@ -81,19 +81,25 @@ func dueTime(t *trigger.Trigger) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// stateIndexed reports whether triggers in state s have a state index
+// entry.
+func stateIndexed(s trigger.State) bool {
+	return s != trigger.StateScheduled && s != trigger.StateCompleted
+}
+
 // keysOf returns the keys of t in the due, state and final indexes (nil
 // where t has none).
 //
-// Scheduled triggers, the bulk of a store, have no state index entry: it
-// would cost every Save and every completion a write to one more bucket (a
-// page or more in each commit), and List of scheduled triggers scans the
-// records instead. The state index serves the states worth listing fast:
-// waiting, retrying, running and the final ones.
+// Scheduled and completed triggers, the bulk of a store, have no state
+// index entry: it would cost every Save and every completion a write to one
+// more bucket (a page or more in each commit), and List of them scans the
+// records instead (see stateIndexed). The state index serves the states
+// worth listing fast: waiting, retrying, running, failed and canceled.
 func keysOf(t *trigger.Trigger) (k indexSet) {
 	if at, ok := dueTime(t); ok {
 		k.due = dueKey(at, t.Priority, t.ID)
 	}
-	if t.State != trigger.StateScheduled {
+	if stateIndexed(t.State) {
 		k.state = stateKey(t.State, t.ID)
 	}
 	if t.State.Final() {

@@ -232,8 +232,8 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 
 	// Triggers this process claimed may still be scheduled or retrying on
 	// disk: they are listed as running, from the lease table.
-	if q.State == trigger.StateScheduled {
-		return s.listScheduled(triggers, leases, q)
+	if !stateIndexed(q.State) {
+		return s.listScan(triggers, leases, q)
 	}
 	var leased []string
 	if q.State == trigger.StateRunning {
@@ -293,10 +293,11 @@ func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases 
 	return ts
 }
 
-// listScheduled lists scheduled triggers, which have no state index entry
-// (see keysOf): a scan of the records in ID order. Triggers this process
-// has claimed are running, not scheduled.
-func (s *Store) listScheduled(triggers *bbolt.Bucket, leases map[string]lease, q trigger.ListQuery) ([]trigger.Trigger, error) {
+// listScan lists the triggers of a state without a state index entry
+// (scheduled or completed, see keysOf): a scan of the records in ID order
+// that decodes only the records in the state. Triggers this process has
+// claimed are running, whatever their record says.
+func (s *Store) listScan(triggers *bbolt.Bucket, leases map[string]lease, q trigger.ListQuery) ([]trigger.Trigger, error) {
 	var ts []trigger.Trigger
 	c := triggers.Cursor()
 	k, v := c.Seek([]byte(q.After))
@@ -304,7 +305,13 @@ func (s *Store) listScheduled(triggers *bbolt.Bucket, leases map[string]lease, q
 		k, v = c.Next()
 	}
 	for ; k != nil && len(ts) < q.Limit; k, v = c.Next() {
-		ts = s.appendInState(ts, string(k), v, leases, trigger.StateScheduled)
+		// The state is the third byte of a record (see codec.go); a record
+		// with another header is decoded, and reported if it does not
+		// decode.
+		if len(v) >= 4 && v[0] == recordVersion && trigger.State(v[2]) != q.State {
+			continue
+		}
+		ts = s.appendInState(ts, string(k), v, leases, q.State)
 	}
 	return ts, nil
 }

@@ -39,9 +39,9 @@ var (
 // encoding), kept in the meta bucket. Open refuses a file with a newer
 // version and upgrades an older one.
 //
-// Version 2 stopped indexing scheduled triggers by state; Open removes those
-// entries from a version 1 file.
-const formatVersion = 2
+// Version 2 stopped indexing scheduled triggers by state, version 3
+// completed ones; Open removes those entries from an older file.
+const formatVersion = 3
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
@@ -253,22 +253,28 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
 		}
 	}
-	if binary.BigEndian.Uint32(v) == 1 {
-		if err := upgradeFrom1(tx, meta); err != nil {
-			return 0, fmt.Errorf("boltstore: upgrade from format version 1: %w", err)
+	if version := binary.BigEndian.Uint32(v); version < formatVersion {
+		if err := upgrade(tx, meta); err != nil {
+			return 0, fmt.Errorf("boltstore: upgrade from format version %d: %w", version, err)
 		}
 	}
 	return reserveTokens(meta)
 }
 
-// upgradeFrom1 drops the state index entries of scheduled triggers, which
-// version 2 does not keep.
-func upgradeFrom1(tx *bbolt.Tx, meta *bbolt.Bucket) error {
+// upgrade brings a file of an older format version up to formatVersion:
+// it drops the state index entries of the states the current version does
+// not index (scheduled since version 2, completed since version 3).
+func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket) error {
 	c := tx.Bucket(bucketState).Cursor()
-	prefix := []byte{byte(trigger.StateScheduled)}
-	for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
+	for _, st := range trigger.States() {
+		if stateIndexed(st) {
+			continue
+		}
+		prefix := []byte{byte(st)}
+		for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
 		}
 	}
 	return meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))

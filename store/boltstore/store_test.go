@@ -231,38 +231,66 @@ func TestWrap(t *testing.T) {
 	}
 }
 
-// A version 1 file indexed scheduled triggers by state; Open drops those
-// entries and the triggers stay listable.
-func TestUpgradeFromFormat1(t *testing.T) {
+// Version 1 and 2 files indexed scheduled (version 1) and completed
+// (both) triggers by state; Open drops those entries, keeps the others, and
+// the triggers stay listable.
+func TestUpgradeFromOlderFormats(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "triggers.db")
-	s, err := Open(path, nil)
-	must(t, err)
-	must(t, s.Save(context.Background(), t0, trigger.Trigger{ID: "a", Type: trigger.TypeNext, DueAt: t0}))
-	must(t, s.Close())
-	withDB(t, path, func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketState).Put(stateKey(trigger.StateScheduled, "a"), nil); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, 1))
-	})
-	s, err = Open(path, nil)
-	must(t, err)
-	ts, err := s.List(context.Background(), trigger.ListQuery{State: trigger.StateScheduled, Limit: 10})
-	must(t, err)
-	if len(ts) != 1 || ts[0].ID != "a" {
-		t.Errorf("List(scheduled) after the upgrade = %v, want [a]", ts)
+	for _, version := range []uint32{1, 2} {
+		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "triggers.db")
+			s, err := Open(path, nil)
+			must(t, err)
+			must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0), next("c", t0)}))
+			for id, o := range map[string]trigger.Outcome{
+				"b": {Kind: trigger.OutcomeComplete, Now: t0},
+				"c": {Kind: trigger.OutcomeFail, Now: t0, Error: "boom"},
+			} {
+				cl, err := s.Claim(ctx, id, claimFor("o", t0))
+				must(t, err)
+				must(t, s.Finish(ctx, id, cl.Token, o))
+			}
+			must(t, s.Close())
+			withDB(t, path, func(tx *bbolt.Tx) error {
+				state := tx.Bucket(bucketState)
+				if version == 1 {
+					if err := state.Put(stateKey(trigger.StateScheduled, "a"), []byte{}); err != nil {
+						return err
+					}
+				}
+				if err := state.Put(stateKey(trigger.StateCompleted, "b"), []byte{}); err != nil {
+					return err
+				}
+				return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, version))
+			})
+			s, err = Open(path, nil)
+			must(t, err)
+			for st, want := range map[trigger.State]string{trigger.StateScheduled: "a", trigger.StateCompleted: "b", trigger.StateFailed: "c"} {
+				ts, err := s.List(ctx, trigger.ListQuery{State: st, Limit: 10})
+				must(t, err)
+				if len(ts) != 1 || ts[0].ID != want {
+					t.Errorf("List(%s) after the upgrade = %v, want [%s]", st, ts, want)
+				}
+			}
+			must(t, s.Close())
+			withDB(t, path, func(tx *bbolt.Tx) error {
+				if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
+					t.Errorf("format version %d after the upgrade, want %d", v, formatVersion)
+				}
+				var keys []string
+				tx.Bucket(bucketState).ForEach(func(k, _ []byte) error {
+					keys = append(keys, fmt.Sprintf("%s/%s", trigger.State(k[0]), k[1:]))
+					return nil
+				})
+				if len(keys) != 1 || keys[0] != "failed/c" {
+					t.Errorf("state index after the upgrade holds %v, want [failed/c]", keys)
+				}
+				return nil
+			})
+		})
 	}
-	must(t, s.Close())
-	withDB(t, path, func(tx *bbolt.Tx) error {
-		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
-			t.Errorf("format version %d after the upgrade, want %d", v, formatVersion)
-		}
-		if k, _ := tx.Bucket(bucketState).Cursor().First(); k != nil {
-			t.Errorf("state index still holds %q", k)
-		}
-		return nil
-	})
 }
 
 func TestNewerFormatRefused(t *testing.T) {
