@@ -21,7 +21,8 @@ import (
 // meta), then wakes the writers. There is no fixed batching delay: a lone
 // writer pays one commit, and under load the next group is what queued
 // during the last commit plus the writers it released, if they come back
-// within a fraction of a commit (see gather).
+// within a fraction of a commit; the committer applies the ops already
+// there while it waits for them (see gather).
 //
 // Each op validates before it writes (check first, then write), so an op
 // that fails (a duplicate ID, a stale token) leaves nothing behind and the
@@ -31,8 +32,9 @@ import (
 //
 // Lazy ops (nobody waits for them) carry writes that need not be durable when
 // the call returns, such as the record of a claim. They do not wake the
-// committer: they ride in the next group of durable writes, or, if none
-// comes within lazyDelay, in a commit of their own. So claims cost no
+// committer: they ride in the next group of durable writes (the ones queued
+// when the group starts; they are applied after its durable ops), or, if
+// none comes within lazyDelay, in a commit of their own. So claims cost no
 // commit of their own under load, and at most one per lazyDelay when idle.
 
 // lazyDelay is how long a lazy op may wait for a durable write to ride with.
@@ -168,6 +170,36 @@ func (s *Store) take() (ops []*op, closing bool) {
 	return ops, closing
 }
 
+// takeWriters removes up to max ops that a writer waits for from the queue,
+// leaving out withdrawn ones; lazy ops stay queued.
+func (s *Store) takeWriters(max int) []*op {
+	s.qmu.Lock()
+	if s.waiting == 0 {
+		s.qmu.Unlock()
+		return nil
+	}
+	var batch []*op
+	kept := s.queue[:0]
+	for _, o := range s.queue {
+		if o.done != nil && len(batch) < max {
+			batch = append(batch, o)
+			s.waiting--
+		} else {
+			kept = append(kept, o)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	s.qmu.Unlock()
+	ops := batch[:0]
+	for _, o := range batch {
+		if o.state.CompareAndSwap(opQueued, opTaken) {
+			ops = append(ops, o)
+		}
+	}
+	return ops
+}
+
 // run is the committer. It returns when Close has been called and the queue
 // is empty.
 func (s *Store) run() {
@@ -176,46 +208,15 @@ func (s *Store) run() {
 	var took time.Duration
 	for range s.wake {
 		for {
-			s.gather(released, took/2)
 			ops, closing := s.take()
 			if len(ops) > 0 {
-				start := time.Now()
-				released = s.commit(ops)
-				took = time.Since(start)
+				released, took = s.commit(ops, released, took/2)
 				continue
 			}
 			if closing {
 				return
 			}
 			break
-		}
-	}
-}
-
-// gather waits, at most limit, until as many writers wait in the queue as
-// the last commit released.
-//
-// Without it, a busy store settles into groups of half its writers: while
-// one group commits, the other half queues, and the next commit takes just
-// them. Writers released by a commit usually come straight back with their
-// next write, and a commit costs about the same for 30 ops as for 60 (the
-// syncs and the pages written dominate), so waiting a fraction of a commit
-// for them doubles the ops per commit (measured with 64 writers: from 31 to
-// 55 saves per commit, a third less CPU per save). A lone writer never
-// waits: it is the one released, and its next write meets the quota. When
-// the released writers do not come back, the next commit starts late by
-// half the last commit's duration, at most a millisecond.
-func (s *Store) gather(released int, limit time.Duration) {
-	if released <= 1 || limit <= 0 || s.waiters() >= released {
-		return
-	}
-	timer := time.NewTimer(min(limit, time.Millisecond))
-	defer timer.Stop()
-	for s.waiters() < released {
-		select {
-		case <-s.wake:
-		case <-timer.C:
-			return
 		}
 	}
 }
@@ -227,20 +228,22 @@ func (s *Store) waiters() int {
 	return s.waiting
 }
 
-// commit applies ops in one transaction, reports to their writers and
-// returns how many writers it released.
-func (s *Store) commit(ops []*op) (released int) {
+// commit applies ops in one transaction, gathering more (see gather), and
+// commits it. It reports to the writers and returns how many it released
+// and how long the transaction took, not counting the wait for more ops.
+func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, took time.Duration) {
+	start := time.Now()
+	var waited time.Duration
 	w := &writeTx{s: s, done: make(chan struct{})}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		w.tx, w.b = tx, bucketsOf(tx)
-		for _, o := range ops {
-			o.err = o.apply(w)
-			if w.fatal != nil {
-				return w.fatal
-			}
+		var err error
+		if ops, waited, err = s.gather(w, ops, want, limit); err != nil {
+			return err
 		}
 		return nil
 	})
+	took = time.Since(start) - waited
 	s.mu.Lock()
 	hooks := w.onCommit
 	if err != nil {
@@ -272,7 +275,75 @@ func (s *Store) commit(ops []*op) (released int) {
 			s.log.Error("boltstore: background write failed", slog.Any("error", o.err))
 		}
 	}
-	return released
+	return released, took
+}
+
+// gather applies ops in w, then keeps applying the ops that arrive until
+// the group has as many writers as the last commit released, or until limit
+// (at most a millisecond) has passed. It returns every op applied and how
+// long it waited for more.
+//
+// Without it, a busy store settles into groups of half its writers: while
+// one group commits, the other half queues, and the next commit takes just
+// them. Writers released by a commit usually come straight back with their
+// next write, and a commit costs about the same for 30 ops as for 60 (the
+// syncs and the pages written dominate), so waiting a fraction of a commit
+// for them doubles the ops per commit. The ops that have arrived are
+// applied while the others are awaited, so the wait overlaps with the
+// group's own work. A lone writer never waits: it is the one released, and
+// its write meets the quota. When the released writers do not come back,
+// the commit starts late by the limit, half the last commit's duration.
+func (s *Store) gather(w *writeTx, ops []*op, want int, limit time.Duration) (all []*op, waited time.Duration, err error) {
+	writers := 0
+	var lazy []*op
+	var timer *time.Timer
+	var deadline time.Time
+	for {
+		for _, o := range ops {
+			if o.done == nil {
+				lazy = append(lazy, o)
+				continue
+			}
+			o.err = o.apply(w)
+			if w.fatal != nil {
+				return append(all, ops...), waited, w.fatal
+			}
+			writers++
+		}
+		all = append(all, ops...)
+		if writers >= want || len(all) >= maxGroup || limit <= 0 {
+			break
+		}
+		if timer == nil {
+			deadline = time.Now().Add(min(limit, time.Millisecond))
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
+		for ops = nil; len(ops) == 0; {
+			if s.waiters() == 0 {
+				w0 := time.Now()
+				select {
+				case <-s.wake:
+				case <-timer.C:
+				}
+				waited += time.Since(w0)
+			}
+			if ops = s.takeWriters(maxGroup - len(all)); len(ops) == 0 && !time.Now().Before(deadline) {
+				break
+			}
+		}
+		if len(ops) == 0 {
+			break
+		}
+	}
+	// Lazy ops go last: a claim's record is then left out when the run's
+	// Finish joined the group meanwhile (see persistClaim).
+	for _, o := range lazy {
+		if o.err = o.apply(w); w.fatal != nil {
+			return all, waited, w.fatal
+		}
+	}
+	return all, waited, nil
 }
 
 // writeTx is the transaction of one commit group, as the ops see it.
