@@ -107,9 +107,32 @@ func marshalPayload(id string, p trigger.Payload) ([]byte, error) {
 
 // encode returns the record's value bytes.
 func (r *record) encode() []byte {
+	return r.appendTo(make([]byte, 0, r.sizeHint()))
+}
+
+// sizeHint is about the size of the encoding, a little more for the usual
+// triggers.
+func (r *record) sizeHint() int {
 	t := &r.t
-	var e encoder
-	e.body = make([]byte, 0, 64+len(r.payload))
+	n := 64 + len(r.payload) + len(t.InstanceID) + len(t.ParentInstanceID) + len(t.NodeID) + len(t.EdgeID) +
+		len(t.Queue) + len(t.Cron) + len(t.TimeZone) + len(t.WaitKey) + len(t.Machine) + len(t.LastError) + len(t.Owner)
+	for k, v := range t.TraceContext {
+		n += 4 + len(k) + len(v)
+	}
+	return n
+}
+
+// headerMax is the most bytes the header (the four bytes and the field
+// mask) takes.
+const headerMax = 4 + binary.MaxVarintLen64
+
+// appendTo appends the record's value bytes to dst. The fields go first, at
+// headerMax bytes into the new space, and the header is written in front of
+// them once the field mask is known: one buffer, one move of the fields.
+func (r *record) appendTo(dst []byte) []byte {
+	t := &r.t
+	start := len(dst)
+	e := encoder{body: append(dst, make([]byte, headerMax)...)}
 	e.str(fInstance, t.InstanceID)
 	e.str(fParent, t.ParentInstanceID)
 	e.str(fNode, t.NodeID)
@@ -145,10 +168,13 @@ func (r *record) encode() []byte {
 	e.time(fLease, t.LeaseUntil)
 	e.uint(fToken, t.Token)
 
-	out := make([]byte, 0, 4+binary.MaxVarintLen64+len(e.body))
-	out = append(out, recordVersion, byte(t.Type), byte(t.State), byte(t.Misfire))
-	out = binary.AppendUvarint(out, e.mask)
-	return append(out, e.body...)
+	var h [headerMax]byte
+	header := append(h[:0], recordVersion, byte(t.Type), byte(t.State), byte(t.Misfire))
+	header = binary.AppendUvarint(header, e.mask)
+	b := e.body
+	n := copy(b[start:], header)
+	n += copy(b[start+n:], b[start+headerMax:])
+	return b[:start+n]
 }
 
 type encoder struct {

@@ -141,9 +141,10 @@ func (s *Store) take() (ops []*op, closing bool) {
 	n := min(len(s.queue), maxGroup)
 	batch := s.queue[:n]
 	if n == len(s.queue) {
-		s.queue = nil
+		s.queue, s.spare = s.spare, nil
 	} else {
-		s.queue = s.queue[n:]
+		// The batch's array becomes the committer's: the rest moves.
+		s.queue = append([]*op(nil), s.queue[n:]...)
 	}
 	closing = s.closing
 	if len(s.queue) == 0 {
@@ -170,34 +171,31 @@ func (s *Store) take() (ops []*op, closing bool) {
 	return ops, closing
 }
 
-// takeWriters removes up to max ops that a writer waits for from the queue,
-// leaving out withdrawn ones; lazy ops stay queued.
-func (s *Store) takeWriters(max int) []*op {
+// takeWriters removes up to max ops that a writer waits for from the queue
+// and appends them to dst, leaving out withdrawn ones; lazy ops stay
+// queued.
+func (s *Store) takeWriters(dst []*op, max int) []*op {
 	s.qmu.Lock()
+	defer s.qmu.Unlock()
 	if s.waiting == 0 {
-		s.qmu.Unlock()
-		return nil
+		return dst
 	}
-	var batch []*op
 	kept := s.queue[:0]
 	for _, o := range s.queue {
-		if o.done != nil && len(batch) < max {
-			batch = append(batch, o)
-			s.waiting--
-		} else {
+		switch {
+		case o.done == nil || max == 0:
 			kept = append(kept, o)
+		case o.state.CompareAndSwap(opQueued, opTaken):
+			dst = append(dst, o)
+			max--
+			s.waiting--
+		default: // withdrawn
+			s.waiting--
 		}
 	}
 	clear(s.queue[len(kept):])
 	s.queue = kept
-	s.qmu.Unlock()
-	ops := batch[:0]
-	for _, o := range batch {
-		if o.state.CompareAndSwap(opQueued, opTaken) {
-			ops = append(ops, o)
-		}
-	}
-	return ops
+	return dst
 }
 
 // run is the committer. It returns when Close has been called and the queue
@@ -234,7 +232,7 @@ func (s *Store) waiters() int {
 func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, took time.Duration) {
 	start := time.Now()
 	var waited time.Duration
-	w := &writeTx{s: s, done: make(chan struct{})}
+	w := s.newGroup()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		w.tx, w.b = tx, bucketsOf(tx)
 		var err error
@@ -248,9 +246,17 @@ func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, 
 	hooks := w.onCommit
 	if err != nil {
 		hooks = w.onAbort
+		for _, l := range w.ended {
+			l.endedTx = 0
+		}
 	} else {
 		s.commits.Add(1)
 		s.applyFresh(w.fresh)
+		for _, l := range w.ended {
+			if s.leases[l.id] == l {
+				delete(s.leases, l.id)
+			}
+		}
 	}
 	for _, f := range hooks {
 		f()
@@ -275,7 +281,19 @@ func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, 
 			s.log.Error("boltstore: background write failed", slog.Any("error", o.err))
 		}
 	}
+	s.recycle(ops)
 	return released, took
+}
+
+// recycle keeps the array of a group's ops for the queue to reuse.
+func (s *Store) recycle(ops []*op) {
+	ops = ops[:cap(ops)]
+	clear(ops)
+	s.qmu.Lock()
+	if cap(ops) > cap(s.spare) {
+		s.spare = ops[:0]
+	}
+	s.qmu.Unlock()
 }
 
 // gather applies ops in w, then keeps applying the ops that arrive until
@@ -293,51 +311,55 @@ func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, 
 // group's own work. A lone writer never waits: it is the one released, and
 // its write meets the quota. When the released writers do not come back,
 // the commit starts late by the limit, half the last commit's duration.
-func (s *Store) gather(w *writeTx, ops []*op, want int, limit time.Duration) (all []*op, waited time.Duration, err error) {
-	writers := 0
-	var lazy []*op
-	var timer *time.Timer
+func (s *Store) gather(w *writeTx, all []*op, want int, limit time.Duration) (_ []*op, waited time.Duration, err error) {
+	writers, applied := 0, 0
+	lazy := w.lazy
 	var deadline time.Time
 	for {
-		for _, o := range ops {
+		for ; applied < len(all); applied++ {
+			o := all[applied]
 			if o.done == nil {
 				lazy = append(lazy, o)
 				continue
 			}
-			o.err = o.apply(w)
-			if w.fatal != nil {
-				return append(all, ops...), waited, w.fatal
+			if o.err = o.apply(w); w.fatal != nil {
+				return all, waited, w.fatal
 			}
 			writers++
 		}
-		all = append(all, ops...)
 		if writers >= want || len(all) >= maxGroup || limit <= 0 {
 			break
 		}
-		if timer == nil {
-			deadline = time.Now().Add(min(limit, time.Millisecond))
-			timer = time.NewTimer(time.Until(deadline))
-			defer timer.Stop()
+		if deadline.IsZero() {
+			deadline = time.Now().Add(limit)
+			if s.gatherTimer == nil {
+				s.gatherTimer = time.NewTimer(limit)
+			} else {
+				s.gatherTimer.Reset(limit)
+			}
+			defer s.gatherTimer.Stop()
 		}
-		for ops = nil; len(ops) == 0; {
+		n := len(all)
+		for len(all) == n {
 			if s.waiters() == 0 {
 				w0 := time.Now()
 				select {
 				case <-s.wake:
-				case <-timer.C:
+				case <-s.gatherTimer.C:
 				}
 				waited += time.Since(w0)
 			}
-			if ops = s.takeWriters(maxGroup - len(all)); len(ops) == 0 && !time.Now().Before(deadline) {
+			if all = s.takeWriters(all, maxGroup-n); len(all) == n && !time.Now().Before(deadline) {
 				break
 			}
 		}
-		if len(ops) == 0 {
+		if len(all) == n {
 			break
 		}
 	}
 	// Lazy ops go last: a claim's record is then left out when the run's
 	// Finish joined the group meanwhile (see persistClaim).
+	w.lazy = lazy
 	for _, o := range lazy {
 		if o.err = o.apply(w); w.fatal != nil {
 			return all, waited, w.fatal
@@ -358,6 +380,28 @@ type writeTx struct {
 	onCommit []func()      // run under s.mu after a successful commit
 	onAbort  []func()      // run under s.mu after a failed one
 	fresh    []freshNote   // the records written, for s.fresh
+	ended    []*lease      // leases ended by this group (see endLease)
+	lazy     []*op         // the lazy ops of the group (see gather)
+	scratch  []byte        // see storedKeys
+}
+
+// newGroup returns the writeTx of the next group. The committer reuses one
+// (and the memory of its slices); a group's done channel is its own.
+func (s *Store) newGroup() *writeTx {
+	w := &s.group
+	clear(w.fresh)
+	clear(w.ended)
+	clear(w.lazy)
+	*w = writeTx{
+		s:       s,
+		done:    make(chan struct{}),
+		marked:  w.marked[:0],
+		fresh:   w.fresh[:0],
+		ended:   w.ended[:0],
+		lazy:    w.lazy[:0],
+		scratch: w.scratch[:0],
+	}
+	return w
 }
 
 // get returns the record stored under id in this transaction (which sees the
@@ -375,58 +419,56 @@ func (w *writeTx) get(id string) (*record, error) {
 	return &r, nil
 }
 
-// change replaces the record old (nil for a new trigger) with new.
+// change is the write of one record, ready for the committer: encoded,
+// with its key and index keys, so that applying it only writes.
 type change struct {
-	old, new *record
-	value    []byte // new encoded, when the caller did it (see prepare)
-	// from and to are the index keys of old and new. prepare computes them
-	// from the records unless keyed says the caller did.
-	from, to indexSet
-	keyed    bool
+	rec        *record  // the record written, kept for an insert (see insert)
+	id         string   // the trigger's ID
+	key, value []byte   // the ID as a key and the encoded record
+	from, to   indexSet // the index keys of the stored record (none for an insert) and of the new one
 }
 
 // indexSet is a trigger's keys in the due, state and final indexes (nil
 // where it has none).
 type indexSet struct{ due, state, final []byte }
 
-// prepare encodes c.new and computes the index keys, so that a committer
-// applying the change only writes. It returns an error wrapping
-// ErrInvalid if the record is too big.
-func (c *change) prepare() error {
-	if c.value == nil {
-		c.value = c.new.encode()
+// newChange encodes r, its ID and its index keys in one buffer. It returns
+// an error wrapping ErrInvalid if the record is too big. It does not keep
+// r: the caller sets rec for an insert.
+func newChange(r *record) (change, error) {
+	id := r.t.ID
+	b := r.appendTo(make([]byte, 0, r.sizeHint()+len(id)+keysSize(id)))
+	n := len(b)
+	if n > maxRecordSize {
+		return change{}, fmt.Errorf("%w: trigger %q is %d bytes encoded; at most %d are allowed", trigger.ErrInvalid, id, n, maxRecordSize)
 	}
-	if len(c.value) > maxRecordSize {
-		return fmt.Errorf("%w: trigger %q is %d bytes encoded; at most %d are allowed", trigger.ErrInvalid, c.new.t.ID, len(c.value), maxRecordSize)
+	b = append(b, id...)
+	b, to := appendKeys(b, &r.t)
+	return change{id: id, key: b[n : n+len(id) : n+len(id)], value: b[:n:n], to: to}, nil
+}
+
+// replace writes r over the stored record old, or returns an error
+// wrapping ErrInvalid if r is too big.
+func (w *writeTx) replace(old, r *record) error {
+	c, err := newChange(r)
+	if err != nil {
+		return err
 	}
-	if !c.keyed {
-		c.to = keysOf(&c.new.t)
-		if c.old != nil {
-			c.from = keysOf(&c.old.t)
-		}
-		c.keyed = true
-	}
+	c.from = keysOf(&old.t)
+	w.apply(c)
 	return nil
 }
 
-// apply prepares every change first, so an oversized record fails the op
-// before anything is written, then writes the records and moves their index
-// entries.
-func (w *writeTx) apply(cs ...change) error {
-	for i := range cs {
-		if err := cs[i].prepare(); err != nil {
-			return err
-		}
-	}
+// apply writes the records of cs and moves their index entries.
+func (w *writeTx) apply(cs ...change) {
 	for i := range cs {
 		c := &cs[i]
 		w.move(w.b.due, c.from.due, c.to.due)
 		w.move(w.b.state, c.from.state, c.to.state)
 		w.move(w.b.final, c.from.final, c.to.final)
-		w.check(w.b.triggers.Put([]byte(c.new.t.ID), c.value))
-		w.fresh = append(w.fresh, freshNote{id: c.new.t.ID})
+		w.check(w.b.triggers.Put(c.key, c.value))
+		w.fresh = append(w.fresh, freshNote{id: c.id})
 	}
-	return nil
 }
 
 // remove deletes a record and its index entries.
@@ -447,9 +489,12 @@ func (w *writeTx) move(b *bbolt.Bucket, from, to []byte) {
 		w.check(b.Delete(from))
 	}
 	if to != nil {
-		w.check(b.Put(to, []byte{}))
+		w.check(b.Put(to, noValue))
 	}
 }
+
+// noValue is the value of every index entry.
+var noValue = []byte{}
 
 func (w *writeTx) check(err error) {
 	if err != nil && w.fatal == nil {
@@ -471,10 +516,5 @@ func (w *writeTx) mark(id string) {
 func (w *writeTx) endLease(l *lease) {
 	l.endedTx = w.tx.ID()
 	w.mark(l.id)
-	w.onCommit = append(w.onCommit, func() {
-		if w.s.leases[l.id] == l {
-			delete(w.s.leases, l.id)
-		}
-	})
-	w.onAbort = append(w.onAbort, func() { l.endedTx = 0 })
+	w.ended = append(w.ended, l)
 }

@@ -51,7 +51,7 @@
 //
 // Nothing is loaded at Open, and no trigger is kept in memory except the
 // lease table (one small entry per trigger claimed and not yet finished)
-// and the records of up to 4,096 triggers just saved and due within a
+// and the records of up to 1,024 triggers just saved and due within a
 // second, which their claims take instead of reading them back.
 // Due is a range scan of an index ordered by due time, so a scheduler that
 // asks for what is due within its horizon reads only that, however many

@@ -26,7 +26,7 @@ import (
 // Everything here is under s.mu.
 
 const (
-	freshCap    = 4096
+	freshCap    = 1024
 	freshWindow = time.Second
 )
 

@@ -38,7 +38,10 @@ func parseTimeKey(b []byte) time.Time {
 }
 
 func dueKey(at time.Time, priority int, id string) []byte {
-	b := make([]byte, 0, dueIDAt+len(id))
+	return appendDueKey(make([]byte, 0, dueIDAt+len(id)), at, priority, id)
+}
+
+func appendDueKey(b []byte, at time.Time, priority int, id string) []byte {
 	b = appendTimeKey(b, at)
 	b = binary.BigEndian.AppendUint16(b, uint16(trigger.MaxPriority-priority))
 	return append(b, id...)
@@ -62,7 +65,10 @@ func stateKey(s trigger.State, id string) []byte {
 }
 
 func finalKey(s trigger.State, at time.Time, id string) []byte {
-	b := make([]byte, 0, finalIDAt+len(id))
+	return appendFinalKey(make([]byte, 0, finalIDAt+len(id)), s, at, id)
+}
+
+func appendFinalKey(b []byte, s trigger.State, at time.Time, id string) []byte {
 	b = append(b, byte(s))
 	b = appendTimeKey(b, at)
 	return append(b, id...)
@@ -95,15 +101,34 @@ func stateIndexed(s trigger.State) bool {
 // more bucket (a page or more in each commit), and List of them scans the
 // records instead (see stateIndexed). The state index serves the states
 // worth listing fast: waiting, retrying, running, failed and canceled.
-func keysOf(t *trigger.Trigger) (k indexSet) {
-	if at, ok := dueTime(t); ok {
-		k.due = dueKey(at, t.Priority, t.ID)
+func keysOf(t *trigger.Trigger) indexSet {
+	_, k := appendKeys(make([]byte, 0, keysSize(t.ID)), t)
+	return k
+}
+
+// keysSize is the most bytes appendKeys appends for a trigger with this ID.
+func keysSize(id string) int {
+	return dueIDAt + 1 + finalIDAt + 3*len(id)
+}
+
+// appendKeys appends t's index keys to b and returns them as slices of the
+// result (with room for keysSize(t.ID), b does not grow).
+func appendKeys(b []byte, t *trigger.Trigger) ([]byte, indexSet) {
+	var k indexSet
+	if due, ok := dueTime(t); ok {
+		start := len(b)
+		b = appendDueKey(b, due, t.Priority, t.ID)
+		k.due = b[start:len(b):len(b)]
 	}
 	if stateIndexed(t.State) {
-		k.state = stateKey(t.State, t.ID)
+		start := len(b)
+		b = append(append(b, byte(t.State)), t.ID...)
+		k.state = b[start:len(b):len(b)]
 	}
 	if t.State.Final() {
-		k.final = finalKey(t.State, t.UpdatedAt, t.ID)
+		start := len(b)
+		b = appendFinalKey(b, t.State, t.UpdatedAt, t.ID)
+		k.final = b[start:len(b):len(b)]
 	}
-	return k
+	return b, k
 }

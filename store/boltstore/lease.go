@@ -228,7 +228,7 @@ func (w *writeTx) persistClaim(l *lease) error {
 	t.State = trigger.StateRunning
 	t.Owner, t.Token, t.Attempt = l.owner, l.token, l.attempt
 	t.UpdatedAt, t.LeaseUntil = l.claimedAt, l.claimedAt
-	return w.apply(change{old: old, new: &r})
+	return w.replace(old, &r)
 }
 
 // finishing notes a Finish with token in flight on id and returns the

@@ -81,9 +81,13 @@ type Store struct {
 	fresh     freshTable               // records just inserted; see fresh.go
 
 	// The commit queue; see commit.go.
-	qmu     sync.Mutex
-	queue   []*op
-	waiting int // ops in queue that a writer waits for (not lazy)
+	group writeTx // the group being committed, reused (committer only)
+	qmu   sync.Mutex
+	queue []*op
+	spare []*op // the array of a queue taken before, for reuse
+	// gatherTimer ends gather's wait (committer only).
+	gatherTimer *time.Timer
+	waiting     int // ops in queue that a writer waits for (not lazy)
 	// lazyTimer wakes the committer for lazy ops no durable write took
 	// along; lazyArmed says it is running, lazyDue that it fired.
 	lazyTimer *time.Timer

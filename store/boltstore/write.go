@@ -63,10 +63,11 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 			t.TraceContext = maps.Clone(t.TraceContext)
 		}
 		normalise(&t)
-		recs[i] = change{new: &record{t: t, payload: payload}}
-		if err := recs[i].prepare(); err != nil {
+		r := &record{t: t, payload: payload}
+		if recs[i], err = newChange(r); err != nil {
 			return nil, err
 		}
+		recs[i].rec = r
 	}
 	return recs, nil
 }
@@ -101,18 +102,19 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 		// over) for good, no write can bring it back.
 		return s.leaseLost(id, token)
 	}
-	c := change{new: finished(l, o, payload)}
-	if err = c.prepare(); err == nil {
+	r := finished(l, o, payload)
+	c, err := newChange(&r)
+	if err == nil {
 		err = s.write(ctx, func(w *writeTx) error {
 			w.s.mu.Lock()
 			defer w.s.mu.Unlock()
 			if w.s.leases[id] != l || l.endedTx != 0 {
-				if w.b.triggers.Get([]byte(id)) == nil {
+				if w.b.triggers.Get(c.key) == nil {
 					return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
 				}
 				return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
 			}
-			from, err := w.storedKeys(id)
+			from, err := w.storedKeys(c.key, id)
 			if err != nil {
 				if errors.Is(err, trigger.ErrNotFound) {
 					err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
@@ -133,7 +135,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 
 // finished returns the record of l's trigger after outcome o (payload is
 // o.Payload as JSON, for a reschedule).
-func finished(l *lease, o trigger.Outcome, payload []byte) *record {
+func finished(l *lease, o trigger.Outcome, payload []byte) record {
 	r := *l.rec
 	t := &r.t
 	t.Token, t.Attempt = l.token, l.attempt
@@ -155,13 +157,15 @@ func finished(l *lease, o trigger.Outcome, payload []byte) *record {
 		t.State, t.DueAt = trigger.StateScheduled, o.At
 		t.Attempt = max(t.Attempt-1, 0)
 	}
-	return &r
+	return r
 }
 
-// storedKeys returns the index keys of the record stored under id, which
-// must exist, without decoding more of it than the keys need.
-func (w *writeTx) storedKeys(id string) (indexSet, error) {
-	v := w.b.triggers.Get([]byte(id))
+// storedKeys returns the index keys of the record stored under key (id),
+// which must exist, without decoding more of it than the keys need. The
+// keys are valid until the next call: they are for Delete, which does not
+// keep them.
+func (w *writeTx) storedKeys(key []byte, id string) (indexSet, error) {
+	v := w.b.triggers.Get(key)
 	if v == nil {
 		return indexSet{}, fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 	}
@@ -169,22 +173,23 @@ func (w *writeTx) storedKeys(id string) (indexSet, error) {
 	if err != nil {
 		return indexSet{}, corrupt(id, err)
 	}
-	return keysOf(&r.t), nil
+	var k indexSet
+	w.scratch, k = appendKeys(w.scratch[:0], &r.t)
+	return k, nil
 }
 
-// insert stores the new records (changes without old) and applies cs, or
-// does nothing if one of the new IDs exists.
+// insert applies cs and stores the new records, or does nothing if one of
+// the new IDs exists.
 func (w *writeTx) insert(news []change, cs ...change) error {
 	for _, c := range news {
-		if w.b.triggers.Get([]byte(c.new.t.ID)) != nil {
-			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.new.t.ID)
+		if w.b.triggers.Get(c.key) != nil {
+			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.id)
 		}
 	}
-	if err := w.apply(append(cs, news...)...); err != nil {
-		return err
-	}
+	w.apply(cs...)
+	w.apply(news...)
 	for _, c := range news {
-		w.fresh = append(w.fresh, freshNote{id: c.new.t.ID, rec: c.new})
+		w.fresh = append(w.fresh, freshNote{id: c.id, rec: c.rec})
 	}
 	return nil
 }
@@ -208,7 +213,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 		}
 		r.t.State, r.t.UpdatedAt = trigger.StateCanceled, now
 		r.t.Owner, r.t.LeaseUntil, r.t.Recovered = "", time.Time{}, false
-		if err := w.apply(change{old: old, new: &r}); err != nil {
+		if err := w.replace(old, &r); err != nil {
 			return err
 		}
 		if l != nil {
@@ -229,7 +234,7 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 		}
 		r := *old
 		r.t.State, r.t.DueAt, r.t.Attempt, r.t.UpdatedAt = trigger.StateScheduled, at, 0, now
-		return w.apply(change{old: old, new: &r})
+		return w.replace(old, &r)
 	})
 }
 
