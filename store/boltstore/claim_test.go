@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -41,5 +42,49 @@ func TestClaimedTriggerIsACopy(t *testing.T) {
 	}
 	if got.State != trigger.StateCompleted || got.Attempt != 1 || got.Token != c.Token || got.LastError != "earlier" || got.Iteration != 2 {
 		t.Fatalf("finished trigger: %+v", got)
+	}
+}
+
+// TestExtendWhileFinishCommits: a heartbeat that comes while the run's own
+// Finish awaits its commit keeps the lease (the outcome is on its way); one
+// that comes after the commit, or after a Cancel, finds it lost.
+func TestExtendWhileFinishCommits(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newTest(t)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0)}))
+	a, err := s.Claim(ctx, "a", claimFor("o", t0))
+	must(t, err)
+	b, err := s.Claim(ctx, "b", claimFor("o", t0))
+	must(t, err)
+
+	release := block(s)
+	finished := make(chan error)
+	go func() {
+		finished <- s.Finish(ctx, "a", a.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: at(time.Second)})
+	}()
+	go func() { _ = s.Cancel(ctx, "b", at(time.Second)) }()
+	for s.queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	// The next group applies the Finish and the Cancel, then holds.
+	held, gate := make(chan struct{}), make(chan struct{})
+	s.writeLazy(func(*writeTx) error {
+		close(held)
+		<-gate
+		return nil
+	})
+	release()
+	<-held
+	if err := s.Extend(ctx, "a", a.Token, at(time.Second), at(time.Minute)); err != nil {
+		t.Errorf("Extend while the run's Finish commits: %v, want nil", err)
+	}
+	if err := s.Extend(ctx, "b", b.Token, at(time.Second), at(time.Minute)); !errors.Is(err, trigger.ErrLeaseLost) {
+		t.Errorf("Extend after a Cancel: %v, want ErrLeaseLost", err)
+	}
+	close(gate)
+	must(t, <-finished)
+	if err := s.Extend(ctx, "a", a.Token, at(time.Second), at(time.Minute)); !errors.Is(err, trigger.ErrLeaseLost) {
+		t.Errorf("Extend after the Finish committed: %v, want ErrLeaseLost", err)
 	}
 }

@@ -509,12 +509,13 @@ func (w *writeTx) mark(id string) {
 	w.marked = append(w.marked, id)
 }
 
-// endLease ends l in this group: from now on no Extend or Finish with its
-// token succeeds, readers whose snapshot includes this commit stop seeing
+// endLease ends l in this group: from now on no Finish with its token
+// succeeds, nor any Extend unless byFinish says the group holds the lease's
+// own Finish, readers whose snapshot includes this commit stop seeing
 // it, and it leaves the table once the group commits (or comes back if the
 // commit fails). Callers hold s.mu.
-func (w *writeTx) endLease(l *lease) {
-	l.endedTx = w.tx.ID()
+func (w *writeTx) endLease(l *lease, byFinish bool) {
+	l.endedTx, l.finished = w.tx.ID(), byFinish
 	w.mark(l.id)
 	w.ended = append(w.ended, l)
 }

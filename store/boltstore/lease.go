@@ -52,7 +52,8 @@ type lease struct {
 	claimedAt time.Time
 	updatedAt time.Time // the claim's or the last Extend's now
 	recovered bool
-	endedTx   int // transaction that ended the lease, 0 while it lasts
+	endedTx   int  // transaction that ended the lease, 0 while it lasts
+	finished  bool // endedTx is the commit of the lease's own Finish
 
 	// rec is the trigger's record as the claim read it. While the lease
 	// lasts, only the claim's own record can rewrite it, which changes
@@ -265,9 +266,11 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.leases[id]
-	if l == nil || l.token != token || l.endedTx != 0 {
+	if l == nil || l.token != token || (l.endedTx != 0 && !l.finished) {
 		return s.leaseLost(id, token)
 	}
+	// A lease whose own Finish awaits its commit lasts until that commit:
+	// the owner heartbeats a run whose outcome is on its way.
 	l.until, l.updatedAt = until, now
 	return nil
 }

@@ -125,7 +125,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 			if err := w.insert(followUps, c); err != nil {
 				return err
 			}
-			w.endLease(l)
+			w.endLease(l, true)
 			return nil
 		})
 	}
@@ -217,7 +217,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 			return err
 		}
 		if l != nil {
-			w.endLease(l)
+			w.endLease(l, false)
 		} else {
 			w.mark(id)
 		}
@@ -289,7 +289,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			w.remove(old)
 		}
 		if l := w.s.leases[id]; l != nil && l.endedTx == 0 {
-			w.endLease(l)
+			w.endLease(l, false)
 		} else {
 			w.mark(id)
 		}
