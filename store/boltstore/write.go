@@ -38,16 +38,21 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		return nil, err
 	}
 	recs := make([]change, len(ts))
-	seen := make(map[string]struct{}, len(ts))
+	var seen map[string]struct{}
+	if len(ts) > 1 {
+		seen = make(map[string]struct{}, len(ts))
+	}
 	for i := range ts {
 		t := ts[i]
 		if err := t.Validate(); err != nil {
 			return nil, err
 		}
-		if _, dup := seen[t.ID]; dup {
-			return nil, fmt.Errorf("%w: trigger %q appears twice in one batch", trigger.ErrDuplicate, t.ID)
+		if seen != nil {
+			if _, dup := seen[t.ID]; dup {
+				return nil, fmt.Errorf("%w: trigger %q appears twice in one batch", trigger.ErrDuplicate, t.ID)
+			}
+			seen[t.ID] = struct{}{}
 		}
-		seen[t.ID] = struct{}{}
 		payload, err := marshalPayload(t.ID, t.Payload)
 		if err != nil {
 			return nil, err
