@@ -27,6 +27,11 @@ var (
 	// is stale: the trigger was claimed again, canceled, deleted or is no
 	// longer running. Nothing is changed.
 	ErrLeaseLost = errors.New("trigger: lease lost (stale fencing token)")
+	// ErrConflict is returned by a write made conditional on what the
+	// caller read (Outcome.IfCron, Store.Unpause) when the trigger changed
+	// meanwhile: its recurring schedule was registered anew. Nothing is
+	// changed; read the trigger again and retry.
+	ErrConflict = errors.New("trigger: changed since read")
 	// ErrInvalid is returned for bad input: an empty ID, an unknown type, a
 	// payload that cannot be serialised, a bad argument.
 	ErrInvalid = errors.New("trigger: invalid input")

@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -20,11 +21,13 @@ import (
 // are copies; a store keeps no reference to the caller's payload.
 //
 // Errors are the sentinels of this package, wrapped with detail: ErrNotFound,
-// ErrDuplicate, ErrClaimed, ErrNotDue, ErrInvalidState, ErrLeaseLost and
-// ErrInvalid. A store is checked with one call to storetest.Run.
+// ErrDuplicate, ErrClaimed, ErrNotDue, ErrInvalidState, ErrLeaseLost,
+// ErrConflict and ErrInvalid. A store is checked with one call to
+// storetest.Run.
 type Store interface {
-	// Save stores t with State t.InitialState(), CreatedAt now (unless set)
-	// and UpdatedAt now. An ID already stored fails with ErrDuplicate; a
+	// Save stores t with State t.InitialState(), PlannedAt t.DueAt,
+	// CreatedAt now (unless set) and UpdatedAt now; Paused is false and
+	// Delay is not kept. An ID already stored fails with ErrDuplicate; a
 	// trigger that fails Validate or whose payload cannot be serialised
 	// fails with ErrInvalid. On error nothing is stored.
 	Save(ctx context.Context, now time.Time, t Trigger) error
@@ -67,12 +70,123 @@ type Store interface {
 	Requeue(ctx context.Context, id string, now, at time.Time) error
 	// Delete removes a trigger, whatever its state.
 	Delete(ctx context.Context, id string) error
-	// List returns up to q.Limit triggers in state q.State ordered by ID,
-	// starting after q.After.
+	// List returns up to q.Limit triggers in state q.State (and of type
+	// q.Type when it is set) ordered by ID, starting after q.After.
 	List(ctx context.Context, q ListQuery) ([]Trigger, error)
 	// Purge deletes up to q.Limit triggers in final state q.State whose
 	// UpdatedAt is before q.Before, and returns how many it deleted.
 	Purge(ctx context.Context, q PurgeQuery) (int, error)
+
+	// Register is the idempotent Save of recurring triggers, which every
+	// replica of a service registers at start. With no trigger stored under
+	// t.ID it saves t as Save does. Otherwise it compares t's definition
+	// with the stored trigger's and, when they differ, updates the stored
+	// trigger as Redefine says, in one atomic write; when they are the same
+	// it changes nothing, so the stored due time (and any misfire it
+	// implies) survives restarts. Bad input fails with ErrInvalid and
+	// changes nothing.
+	Register(ctx context.Context, now time.Time, t Trigger) (RegisterResult, error)
+	// Pause sets Paused on a trigger that is not final: a paused scheduled
+	// or retrying trigger is not returned by Due and not claimable without
+	// Force; a paused running trigger keeps its lease and, when its run
+	// ends, the outcome leaves it paused. Pausing a paused trigger does
+	// nothing; a final one fails with ErrInvalidState.
+	Pause(ctx context.Context, id string, now time.Time) error
+	// Unpause clears Paused. A scheduled or retrying trigger becomes due
+	// again: at its stored due time when at is zero, or else as a new plan,
+	// scheduled at at with PlannedAt at and Attempt zero. A running
+	// trigger only loses the flag. Unpausing a trigger that is not paused
+	// does nothing; a final one fails with ErrInvalidState. With ifCron
+	// set, the stored Cron and TimeZone must be ifCron's, or Unpause fails
+	// with ErrConflict and changes nothing.
+	Unpause(ctx context.Context, id string, now, at time.Time, ifCron *CronSpec) error
+}
+
+// RegisterResult says what Store.Register did.
+type RegisterResult uint8
+
+// The results of a registration.
+const (
+	// RegisterCreated: no trigger had the ID; it was saved.
+	RegisterCreated RegisterResult = iota + 1
+	// RegisterUpdated: the stored trigger had another definition and was
+	// updated to the new one.
+	RegisterUpdated
+	// RegisterUnchanged: the stored trigger had the same definition; nothing
+	// was written.
+	RegisterUnchanged
+)
+
+var registerNames = [...]string{"", "created", "updated", "unchanged"}
+
+// String returns the lower-case name of the result.
+func (r RegisterResult) String() string {
+	if r >= RegisterCreated && r <= RegisterUnchanged {
+		return registerNames[r]
+	}
+	return "unknown"
+}
+
+// CronSpec is the recurring schedule of a trigger as a caller read it. A
+// write conditional on it (Outcome.IfCron, Store.Unpause) is refused with
+// ErrConflict, changing nothing, unless the stored trigger's Cron and
+// TimeZone are still these: the scheduler computes the next occurrence from
+// the spec it read, and a Register that changed the spec meanwhile must not
+// be undone by a due time computed from the old one.
+type CronSpec struct {
+	Cron, TimeZone string
+}
+
+// Check returns nil when c is nil or matches t, and an error wrapping
+// ErrConflict otherwise. Stores call it inside their atomic write.
+func (c *CronSpec) Check(t *Trigger) error {
+	if c == nil || (c.Cron == t.Cron && c.TimeZone == t.TimeZone) {
+		return nil
+	}
+	return fmt.Errorf("%w: trigger %q has schedule %q in %q now, not %q in %q", ErrConflict, t.ID, t.Cron, t.TimeZone, c.Cron, c.TimeZone)
+}
+
+// Redefine is the rule of Store.Register for a stored trigger: it returns
+// the trigger that registering t leaves in place of stored, and whether that
+// is an update. samePayload tells whether t's payload is the stored one
+// (stores compare their serialised forms); the returned trigger has t's
+// payload.
+//
+// The definition is what a caller sets: Type, InstanceID, ParentInstanceID,
+// NodeID, EdgeID, Payload, Priority, Queue, MaxAttempts, Cron, TimeZone,
+// Misfire, Interval, MaxIterations, WaitKey and Machine. When it is
+// unchanged, Register changes nothing. Otherwise the stored trigger takes the
+// new definition, t's TraceContext and UpdatedAt now, and keeps its ID,
+// CreatedAt, Iteration, LastError, Paused and claim. Its due time changes
+// only if the schedule (Type, Cron, TimeZone or Interval) changed, or if it
+// was final (a changed registration revives a canceled or completed
+// trigger): then a scheduled, retrying, waiting or final trigger becomes
+// t.InitialState() at t.DueAt (PlannedAt too) with Attempt zero. A running
+// trigger keeps its state and due time: its run finishes, and the outcome
+// (conditional on the spec it was computed from, see CronSpec) uses the new
+// schedule.
+func Redefine(stored, t Trigger, samePayload bool, now time.Time) (Trigger, RegisterResult) {
+	if samePayload && sameDefinition(&stored, &t) {
+		return stored, RegisterUnchanged
+	}
+	u := stored
+	u.Type, u.InstanceID, u.ParentInstanceID, u.NodeID, u.EdgeID = t.Type, t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID
+	u.Payload, u.Priority, u.Queue, u.MaxAttempts = t.Payload, t.Priority, t.Queue, t.MaxAttempts
+	u.Cron, u.TimeZone, u.Misfire, u.Interval, u.MaxIterations = t.Cron, t.TimeZone, t.Misfire, t.Interval, t.MaxIterations
+	u.WaitKey, u.Machine, u.TraceContext = t.WaitKey, t.Machine, t.TraceContext
+	u.UpdatedAt = now
+	reschedule := stored.Type != t.Type || stored.Cron != t.Cron || stored.TimeZone != t.TimeZone || stored.Interval != t.Interval
+	if (reschedule || stored.State.Final()) && stored.State != StateRunning {
+		u.State, u.DueAt, u.PlannedAt, u.Attempt = t.InitialState(), t.DueAt, t.DueAt, 0
+	}
+	return u, RegisterUpdated
+}
+
+func sameDefinition(a, b *Trigger) bool {
+	return a.Type == b.Type && a.InstanceID == b.InstanceID && a.ParentInstanceID == b.ParentInstanceID &&
+		a.NodeID == b.NodeID && a.EdgeID == b.EdgeID && a.Priority == b.Priority && a.Queue == b.Queue &&
+		a.MaxAttempts == b.MaxAttempts && a.Cron == b.Cron && a.TimeZone == b.TimeZone && a.Misfire == b.Misfire &&
+		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && a.WaitKey == b.WaitKey && a.Machine == b.Machine
 }
 
 // Ref locates a trigger in the due order.
@@ -117,20 +231,22 @@ const (
 	// OutcomeComplete: the run succeeded; the trigger becomes completed.
 	OutcomeComplete OutcomeKind = iota + 1
 	// OutcomeRetry: the run failed; the trigger becomes retrying, due at
-	// Outcome.At, with LastError set to Outcome.Error.
+	// Outcome.At (PlannedAt kept), with LastError set to Outcome.Error.
 	OutcomeRetry
 	// OutcomeFail: the run failed for good; the trigger becomes failed with
 	// LastError set to Outcome.Error.
 	OutcomeFail
-	// OutcomeReschedule: the run succeeded and the trigger runs again at
+	// OutcomeReschedule: the run is over and the trigger runs again at
 	// Outcome.At (a checkpoint, the next LOOP iteration or CRON
-	// occurrence): it becomes scheduled with Attempt reset to zero,
-	// Iteration incremented, and Payload replaced when Outcome.Payload is
-	// not nil.
+	// occurrence): it becomes scheduled, due and planned (PlannedAt) at
+	// Outcome.At, with Attempt reset to zero, Iteration incremented,
+	// Payload replaced when Outcome.Payload is not nil, and LastError set
+	// to Outcome.Error when that is not empty (a CRON occurrence that
+	// failed for good moves on to the next one with its error recorded).
 	OutcomeReschedule
 	// OutcomeSnooze: the run gave the trigger back without using an attempt
 	// (a snooze, or a release at shutdown): it becomes scheduled, due at
-	// Outcome.At, with Attempt decremented.
+	// Outcome.At, with Attempt decremented and PlannedAt kept.
 	OutcomeSnooze
 )
 
@@ -151,17 +267,25 @@ type Outcome struct {
 	Now time.Time
 	// At is the new due time for Retry, Reschedule and Snooze.
 	At time.Time
-	// Error is the run's error for Retry and Fail.
+	// Error is the run's error for Retry and Fail, and for a Reschedule
+	// that moves past a failed occurrence.
 	Error string
 	// Payload replaces the trigger's payload on Reschedule when not nil.
 	Payload Payload
 	// FollowUps are saved together with the outcome, as by SaveBatch.
 	FollowUps []Trigger
+	// IfCron, when set, makes the outcome conditional on the trigger's
+	// schedule (see CronSpec): it is refused with ErrConflict, changing
+	// nothing and leaving the claim usable, when the stored Cron or
+	// TimeZone differ.
+	IfCron *CronSpec
 }
 
 // ListQuery selects triggers by state; see Store.List.
 type ListQuery struct {
 	State State
+	// Type, when set, selects only triggers of that type.
+	Type Type
 	// After, when set, resumes after this ID.
 	After string
 	// Limit is the most triggers returned; it must be positive.
@@ -246,6 +370,8 @@ func (q ListQuery) Validate() error {
 	switch {
 	case !q.State.Valid():
 		return invalidf("list query: unknown state %d", q.State)
+	case q.Type != 0 && !q.Type.Valid():
+		return invalidf("list query: unknown type %d", q.Type)
 	case q.Limit <= 0:
 		return invalidf("list query limit %d must be positive", q.Limit)
 	}

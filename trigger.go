@@ -115,24 +115,41 @@ func (s State) Valid() bool { return s >= StateScheduled && s <= StateCanceled }
 // trigger in a final state.
 func (s State) Final() bool { return s == StateCompleted || s == StateFailed || s == StateCanceled }
 
-// MisfirePolicy says what a recurring trigger does with occurrences missed
-// while no scheduler was running.
+// MisfirePolicy says what a CRON trigger does with occurrences missed while
+// no scheduler was running (or while a run took longer than the interval).
+// An occurrence is missed when it is claimed more than Config.MisfireGrace
+// after its due time.
 type MisfirePolicy uint8
 
 // The misfire policies. The zero value means "the scheduler's default".
 const (
 	// MisfireDefault uses the scheduler-wide default.
 	MisfireDefault MisfirePolicy = iota
-	// MisfireFireOnce fires one catch-up run now for all missed occurrences.
+	// MisfireFireOnce fires one catch-up run now for all missed
+	// occurrences, then goes on with the first occurrence after that run
+	// started.
 	MisfireFireOnce
-	// MisfireSkip skips missed occurrences and waits for the next one.
+	// MisfireSkip skips missed occurrences without running them and waits
+	// for the next one.
 	MisfireSkip
-	// MisfireFireAll fires every missed occurrence, up to a cap.
+	// MisfireFireAll fires the missed occurrences one after another, each
+	// standing for its own scheduled time, but at most Config.MisfireCap of
+	// them: when more were missed, the oldest are skipped.
 	MisfireFireAll
 )
 
 // Valid reports whether p is one of the defined policies.
 func (p MisfirePolicy) Valid() bool { return p <= MisfireFireAll }
+
+var misfireNames = [...]string{"default", "fire-once", "skip", "fire-all"}
+
+// String returns the name of the policy, such as "fire-once".
+func (p MisfirePolicy) String() string {
+	if p.Valid() {
+		return misfireNames[p]
+	}
+	return fmt.Sprintf("MisfirePolicy(%d)", uint8(p))
+}
 
 // Payload is the data a trigger carries. It must be JSON-serialisable: every
 // store keeps it as JSON, so a value read back has JSON's types (numbers are
@@ -184,15 +201,47 @@ type Trigger struct {
 	// MaxAttempts is how many runs may be started before the trigger fails
 	// for good. Zero means the scheduler's default.
 	MaxAttempts int
-	// Iteration counts completed runs of a LOOP or CRON trigger.
+	// Iteration counts the runs of a LOOP trigger that completed, and the
+	// occurrences a CRON trigger has moved past (run, failed for good, or
+	// skipped as misfires). It is 0 during the first run.
 	Iteration int
 
-	// Cron is the recurring schedule of a CRON trigger.
+	// Delay, when DueAt is zero, makes Scheduler.Schedule (and a follow-up
+	// passed to Complete) due Delay after now: a TIMER "in ten minutes". It
+	// is input only: stores keep DueAt, ignore Delay and return it as zero.
+	Delay time.Duration
+	// PlannedAt is when the trigger's current run was planned: the due time
+	// it was saved with, rescheduled to (the next occurrence of a CRON
+	// trigger, the next iteration of a LOOP) or requeued at. Retry and
+	// Snooze outcomes move DueAt but keep PlannedAt, so during the retries
+	// of a CRON occurrence it still names the occurrence. Set by the store;
+	// ignored when saving.
+	PlannedAt time.Time
+
+	// Cron is the recurring schedule of a CRON trigger: a cron expression
+	// with five fields ("0 3 * * *") or six (a leading seconds field), a
+	// descriptor ("@daily", "@hourly", "@every 90s"), or "@name" for a
+	// schedule named in Config.Schedules. A "CRON_TZ=<zone> " prefix sets
+	// TimeZone. See the package documentation for daylight-saving time.
 	Cron string
-	// TimeZone is the IANA time zone the Cron spec is read in; empty is UTC.
+	// TimeZone is the IANA time zone the Cron spec is read in, such as
+	// "America/New_York"; empty is UTC.
 	TimeZone string
-	// Misfire says what to do with occurrences missed during downtime.
+	// Misfire says what a CRON trigger does with occurrences missed while no
+	// scheduler ran it; zero means Config.Misfire.
 	Misfire MisfirePolicy
+	// Interval is the pause between the runs of a LOOP trigger: each
+	// iteration is due Interval after the previous one finished. It must be
+	// at least Config.Tick.
+	Interval time.Duration
+	// MaxIterations, when positive, ends a LOOP trigger after that many
+	// completed runs. Zero runs until the consumer stops it.
+	MaxIterations int
+	// Paused is set on a trigger paused with Scheduler.Pause: it is not
+	// claimed when due (Fire still runs it) until Scheduler.Unpause. A run in
+	// progress when it is paused finishes. Set by the store; ignored when
+	// saving.
+	Paused bool
 
 	// WaitKey is the token or event key a waiting trigger waits for.
 	WaitKey string
@@ -251,6 +300,12 @@ func (t *Trigger) Validate() error {
 		return invalidf("trigger %q: negative iteration %d", t.ID, t.Iteration)
 	case !t.Misfire.Valid():
 		return invalidf("trigger %q: unknown misfire policy %d", t.ID, t.Misfire)
+	case t.Delay < 0:
+		return invalidf("trigger %q: negative Delay %v", t.ID, t.Delay)
+	case t.Interval < 0:
+		return invalidf("trigger %q: negative Interval %v", t.ID, t.Interval)
+	case t.MaxIterations < 0:
+		return invalidf("trigger %q: negative MaxIterations %d", t.ID, t.MaxIterations)
 	}
 	return nil
 }

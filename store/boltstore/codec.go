@@ -80,8 +80,14 @@ const (
 	fOwner
 	fLease
 	fToken
+	// Added for recurring triggers; a record without them decodes as
+	// before (PlannedAt is then DueAt).
+	fPlanned // PlannedAt, written only when it differs from DueAt
+	fInterval
+	fMaxIterations
+	fPaused // a flag: no value follows
 
-	fAll = fToken<<1 - 1
+	fAll = fPaused<<1 - 1
 )
 
 // record is a decoded trigger record: the trigger (ID set from the key,
@@ -167,6 +173,14 @@ func (r *record) appendTo(dst []byte) []byte {
 	e.str(fOwner, t.Owner)
 	e.time(fLease, t.LeaseUntil)
 	e.uint(fToken, t.Token)
+	if !t.PlannedAt.Equal(t.DueAt) {
+		e.time(fPlanned, t.PlannedAt)
+	}
+	e.uint(fInterval, uint64(t.Interval))
+	e.uint(fMaxIterations, uint64(t.MaxIterations))
+	if t.Paused {
+		e.mask |= fPaused
+	}
 
 	var h [headerMax]byte
 	header := append(h[:0], recordVersion, byte(t.Type), byte(t.State), byte(t.Misfire))
@@ -320,6 +334,13 @@ func decode(id string, data []byte, lite bool) (record, error) {
 	if mask&fToken != 0 {
 		t.Token = d.uvarint()
 	}
+	t.PlannedAt = t.DueAt
+	d.time(mask, fPlanned, &t.PlannedAt)
+	var interval int
+	d.int(mask, fInterval, &interval)
+	t.Interval = time.Duration(interval)
+	d.int(mask, fMaxIterations, &t.MaxIterations)
+	t.Paused = mask&fPaused != 0
 	if d.err != nil {
 		return r, d.err
 	}

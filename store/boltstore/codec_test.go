@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"reflect"
 	"testing"
 	"time"
@@ -29,6 +30,10 @@ func fullRecord() record {
 			Cron:             "*/5 * * * *",
 			TimeZone:         "Europe/Berlin",
 			Misfire:          trigger.MisfireFireAll,
+			PlannedAt:        time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC),
+			Interval:         1500 * time.Millisecond,
+			MaxIterations:    7,
+			Paused:           true,
 			WaitKey:          "wait",
 			Machine:          "small-1x",
 			CreatedAt:        time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC),
@@ -59,6 +64,24 @@ func TestCodecRoundTrip(t *testing.T) {
 	// and an empty field set.
 	if n := len((&minimal).encode()); n != 5 {
 		t.Errorf("minimal record is %d bytes, want 5", n)
+	}
+}
+
+// PlannedAt costs nothing while it is the due time, and records written
+// before it existed read back with PlannedAt = DueAt.
+func TestCodecPlannedAt(t *testing.T) {
+	t.Parallel()
+	due := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	same := record{t: trigger.Trigger{ID: "s", Type: trigger.TypeCron, State: trigger.StateScheduled, DueAt: due, PlannedAt: due}}
+	b := same.encode()
+	if mask, _ := binary.Uvarint(b[4:]); mask != fDue {
+		t.Errorf("a record planned at its due time has fields %#x, want only fDue", mask)
+	}
+	// The same bytes as version 1 wrote them before fPlanned.
+	old := append([]byte{recordVersion, byte(trigger.TypeCron), byte(trigger.StateScheduled), 0, fDue}, b[5:]...)
+	got, err := decodeRecord("s", old)
+	if err != nil || !got.t.PlannedAt.Equal(due) {
+		t.Errorf("an old record decodes with PlannedAt %v (%v), want %v", got.t.PlannedAt, err, due)
 	}
 }
 

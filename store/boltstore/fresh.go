@@ -105,7 +105,7 @@ func decodable(t time.Time) bool {
 // monotonic clock reading. (decode reads a zero time as the zero Time,
 // which UTC keeps.)
 func normalise(t *trigger.Trigger) {
-	for _, p := range []*time.Time{&t.DueAt, &t.CreatedAt, &t.UpdatedAt, &t.LeaseUntil} {
+	for _, p := range []*time.Time{&t.DueAt, &t.PlannedAt, &t.CreatedAt, &t.UpdatedAt, &t.LeaseUntil} {
 		*p = p.Round(0).UTC()
 	}
 	if len(t.TraceContext) == 0 {

@@ -75,12 +75,13 @@ func appendFinalKey(b []byte, s trigger.State, at time.Time, id string) []byte {
 }
 
 // dueTime returns where t sits in the due index, and whether it is there at
-// all. Waiting and final triggers are not: no time makes them claimable, so
-// the due scan never has to step over them.
+// all. Waiting, paused and final triggers are not: no time makes them
+// claimable, so the due scan never has to step over them. (A paused running
+// trigger is: its lease may expire.)
 func dueTime(t *trigger.Trigger) (time.Time, bool) {
 	switch t.State {
 	case trigger.StateScheduled, trigger.StateRetrying:
-		return t.DueAt, true
+		return t.DueAt, !t.Paused
 	case trigger.StateRunning:
 		return t.LeaseUntil, true
 	}

@@ -57,7 +57,9 @@ type lease struct {
 
 	// rec is the trigger's record as the claim read it. While the lease
 	// lasts, only the claim's own record can rewrite it, which changes
-	// nothing but the lease fields: Finish builds the outcome from it.
+	// nothing but the lease fields, and Register, Pause and Unpause, which
+	// change rec along with it (under s.mu): Finish builds the outcome
+	// from it.
 	rec *record
 
 	// finishing counts the Finish calls with this lease's token in flight.
@@ -181,6 +183,8 @@ func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) 
 		// Claimed by an earlier run of the process: that lease died with it.
 		recovered = true
 	case c.Force:
+	case t.Paused:
+		return nil, lease{}, fmt.Errorf("%w: trigger %q is paused", trigger.ErrNotDue, id)
 	case t.State == trigger.StateWaiting:
 		return nil, lease{}, fmt.Errorf("%w: trigger %q is waiting to be fired", trigger.ErrNotDue, id)
 	case t.DueAt.After(c.Now):

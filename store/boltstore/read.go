@@ -270,15 +270,16 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 		if v == nil {
 			continue // left behind by the Delete of a record that did not decode
 		}
-		ts = s.appendInState(ts, id, v, leases, q.State)
+		ts = s.appendInState(ts, id, v, leases, q.State, q.Type)
 	}
 	return ts, nil
 }
 
 // appendInState decodes the record v of id, with its lease if this process
-// holds one, and appends it to ts if it is in state st. A record that does
-// not decode is reported and skipped.
-func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases map[string]lease, st trigger.State) []trigger.Trigger {
+// holds one, and appends it to ts if it is in state st (and of type typ,
+// unless typ is zero). A record that does not decode is reported and
+// skipped.
+func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases map[string]lease, st trigger.State, typ trigger.Type) []trigger.Trigger {
 	t, err := decodeTrigger(id, v)
 	if err != nil {
 		s.reportCorrupt(id, err)
@@ -287,7 +288,7 @@ func (s *Store) appendInState(ts []trigger.Trigger, id string, v []byte, leases 
 	if l, ok := leases[id]; ok {
 		l.overlay(&t)
 	}
-	if t.State == st {
+	if t.State == st && (typ == 0 || t.Type == typ) {
 		ts = append(ts, t)
 	}
 	return ts
@@ -305,13 +306,13 @@ func (s *Store) listScan(triggers *bbolt.Bucket, leases map[string]lease, q trig
 		k, v = c.Next()
 	}
 	for ; k != nil && len(ts) < q.Limit; k, v = c.Next() {
-		// The state is the third byte of a record (see codec.go); a record
-		// with another header is decoded, and reported if it does not
-		// decode.
-		if len(v) >= 4 && v[0] == recordVersion && trigger.State(v[2]) != q.State {
+		// The type and the state are the second and third bytes of a
+		// record (see codec.go); a record with another header is decoded,
+		// and reported if it does not decode.
+		if len(v) >= 4 && v[0] == recordVersion && (trigger.State(v[2]) != q.State || (q.Type != 0 && trigger.Type(v[1]) != q.Type)) {
 			continue
 		}
-		ts = s.appendInState(ts, string(k), v, leases, q.State)
+		ts = s.appendInState(ts, string(k), v, leases, q.State, q.Type)
 	}
 	return ts, nil
 }

@@ -64,6 +64,7 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		}
 		t.UpdatedAt = now
 		t.Owner, t.LeaseUntil, t.Token, t.Recovered = "", time.Time{}, 0, false
+		t.PlannedAt, t.Paused, t.Delay = t.DueAt, false, 0
 		if len(t.TraceContext) > 0 {
 			t.TraceContext = maps.Clone(t.TraceContext)
 		}
@@ -107,7 +108,10 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 		// over) for good, no write can bring it back.
 		return s.leaseLost(id, token)
 	}
-	r := finished(l, o, payload)
+	s.mu.RLock()
+	base := l.rec // changed by Register, Pause and Unpause, under s.mu
+	s.mu.RUnlock()
+	r := finished(l, base, o, payload)
 	c, err := newChange(&r)
 	if err == nil {
 		err = s.write(ctx, func(w *writeTx) error {
@@ -118,6 +122,18 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 					return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
 				}
 				return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
+			}
+			if err := o.IfCron.Check(&l.rec.t); err != nil {
+				return err
+			}
+			if l.rec != base {
+				// Register or Pause changed the trigger since: build the
+				// outcome on the record as it is now.
+				r := finished(l, l.rec, o, payload)
+				var err error
+				if c, err = newChange(&r); err != nil {
+					return err
+				}
 			}
 			from, err := w.storedKeys(c.key, id)
 			if err != nil {
@@ -138,10 +154,10 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	return err
 }
 
-// finished returns the record of l's trigger after outcome o (payload is
-// o.Payload as JSON, for a reschedule).
-func finished(l *lease, o trigger.Outcome, payload []byte) record {
-	r := *l.rec
+// finished returns the record of l's trigger, rec, after outcome o (payload
+// is o.Payload as JSON, for a reschedule).
+func finished(l *lease, rec *record, o trigger.Outcome, payload []byte) record {
+	r := *rec
 	t := &r.t
 	t.Token, t.Attempt = l.token, l.attempt
 	t.Owner, t.LeaseUntil, t.Recovered, t.UpdatedAt = "", time.Time{}, false, o.Now
@@ -153,10 +169,13 @@ func finished(l *lease, o trigger.Outcome, payload []byte) record {
 	case trigger.OutcomeFail:
 		t.State, t.LastError = trigger.StateFailed, o.Error
 	case trigger.OutcomeReschedule:
-		t.State, t.DueAt, t.Attempt = trigger.StateScheduled, o.At, 0
+		t.State, t.DueAt, t.PlannedAt, t.Attempt = trigger.StateScheduled, o.At, o.At, 0
 		t.Iteration++
 		if payload != nil {
 			r.payload = payload
+		}
+		if o.Error != "" {
+			t.LastError = o.Error
 		}
 	case trigger.OutcomeSnooze:
 		t.State, t.DueAt = trigger.StateScheduled, o.At
@@ -238,7 +257,7 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 			return fmt.Errorf("%w: trigger %q is %s; only failed and canceled triggers can be requeued", trigger.ErrInvalidState, id, st)
 		}
 		r := *old
-		r.t.State, r.t.DueAt, r.t.Attempt, r.t.UpdatedAt = trigger.StateScheduled, at, 0, now
+		r.t.State, r.t.DueAt, r.t.PlannedAt, r.t.Attempt, r.t.UpdatedAt = trigger.StateScheduled, at, at, 0, now
 		return w.replace(old, &r)
 	})
 }

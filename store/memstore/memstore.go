@@ -81,15 +81,20 @@ func New() *Store {
 }
 
 // attach adds r to the index and list of its state; detach removes it.
-// Every change of state or due time goes detach, change, attach, but for a
-// claim, which Claim attaches with its lease. s.mu must be held.
+// Every change of state, due time, priority or pause goes detach, change,
+// attach, but for a claim, which Claim attaches with its lease. A paused
+// trigger is kept out of the due index. s.mu must be held.
 func (s *Store) attach(r *record) {
 	switch r.state {
 	case trigger.StateScheduled:
-		s.due.insert(entry{r.due, r})
+		if !r.paused {
+			s.due.insert(entry{r.due, r})
+		}
 		return
 	case trigger.StateRetrying:
-		s.due.insert(entry{r.due, r})
+		if !r.paused {
+			s.due.insert(entry{r.due, r})
+		}
 	}
 	list := &s.inState[r.state]
 	r.slot = int32(len(*list))
@@ -99,7 +104,9 @@ func (s *Store) attach(r *record) {
 func (s *Store) detach(r *record) {
 	switch r.state {
 	case trigger.StateScheduled:
-		s.due.delete(entry{r.due, r})
+		if !r.paused {
+			s.due.delete(entry{r.due, r})
+		}
 		return
 	case trigger.StateRunning:
 		// Move the last lease into r's place.
@@ -110,7 +117,9 @@ func (s *Store) detach(r *record) {
 		s.running = s.running[:last]
 		return
 	case trigger.StateRetrying:
-		s.due.delete(entry{r.due, r})
+		if !r.paused {
+			s.due.delete(entry{r.due, r})
+		}
 	}
 	// Move the last record into r's place.
 	list := s.inState[r.state]
@@ -348,6 +357,8 @@ func (s *Store) claimable(r *record, now int64, force bool) error {
 		return nil
 	case force:
 		return nil
+	case r.paused:
+		return fmt.Errorf("memstore: trigger %q is paused: %w", r.id, trigger.ErrNotDue)
 	case r.state == trigger.StateWaiting:
 		return fmt.Errorf("memstore: trigger %q waits to be fired: %w", r.id, trigger.ErrNotDue)
 	case r.due > now:
@@ -434,29 +445,39 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
+	if spec := r.cronSpec(); o.IfCron.Check(&spec) != nil {
+		return fmt.Errorf("memstore: %w", o.IfCron.Check(&spec))
+	}
 	if err := s.insert(followUps...); err != nil {
 		return err
 	}
 	s.detach(r)
+	planned := r.plannedAt()
 	switch o.Kind {
 	case trigger.OutcomeComplete:
 		r.state = trigger.StateCompleted
 	case trigger.OutcomeRetry:
 		r.state, r.due = trigger.StateRetrying, due
+		r.setPlanned(planned)
 		r.setLastError(o.Error)
 	case trigger.OutcomeFail:
 		r.state = trigger.StateFailed
 		r.setLastError(o.Error)
 	case trigger.OutcomeReschedule:
 		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
+		r.setPlanned(due)
 		if r.iteration < math.MaxInt32 {
 			r.iteration++
 		}
 		if replace {
 			r.payload = payload
 		}
+		if o.Error != "" {
+			r.setLastError(o.Error)
+		}
 	case trigger.OutcomeSnooze:
 		r.state, r.due = trigger.StateScheduled, due
+		r.setPlanned(planned)
 		if r.attempt > 0 {
 			r.attempt--
 		}
@@ -517,6 +538,7 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 	}
 	s.detach(r)
 	r.state, r.due, r.attempt, r.updated = trigger.StateScheduled, due, 0, n
+	r.setPlanned(due)
 	s.attach(r)
 	return nil
 }
@@ -542,8 +564,19 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
+	members := s.members(q.State)
+	if q.Type != 0 {
+		all := members
+		members = func(yield func(*record) bool) {
+			for r := range all {
+				if r.typ == q.Type && !yield(r) {
+					return
+				}
+			}
+		}
+	}
 	s.mu.RLock()
-	rs := firstByID(s.members(q.State), q.After, q.Limit)
+	rs := firstByID(members, q.After, q.Limit)
 	ts := make([]trigger.Trigger, len(rs))
 	payloads := make([]string, len(rs))
 	for i, r := range rs {

@@ -13,8 +13,9 @@ import (
 // record is the stored form of a trigger, kept small because a store may hold
 // millions: times are Unix nanoseconds, counters are narrowed, the payload is
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
-// in extra. The claim of a running trigger lives in the store's list of
-// leases. A record is 96 bytes on 64-bit platforms.
+// in extra (192 bytes when a trigger uses any of them). The claim of a
+// running trigger lives in the store's list of leases. A record is 96 bytes
+// on 64-bit platforms.
 //
 // The payload string is never changed in place, so a reader decodes its own
 // copy of it after releasing the lock.
@@ -38,6 +39,7 @@ type record struct {
 	typ      trigger.Type
 	state    trigger.State
 	misfire  trigger.MisfirePolicy
+	paused   bool
 }
 
 // extra holds the fields most triggers leave empty.
@@ -45,12 +47,52 @@ type extra struct {
 	instanceID, parentInstanceID, nodeID, edgeID, queue string
 	cron, timeZone, waitKey, machine, lastError         string
 	traceContext                                        map[string]string
+	// planned is PlannedAt when it is not the due time (during retries and
+	// snoozes); hasPlanned says it is set.
+	planned       int64
+	hasPlanned    bool
+	maxIterations int32
+	interval      time.Duration
 }
 
 func (x *extra) empty() bool {
 	return x.instanceID == "" && x.parentInstanceID == "" && x.nodeID == "" && x.edgeID == "" &&
 		x.queue == "" && x.cron == "" && x.timeZone == "" && x.waitKey == "" && x.machine == "" &&
-		x.lastError == "" && len(x.traceContext) == 0
+		x.lastError == "" && len(x.traceContext) == 0 && !x.hasPlanned && x.maxIterations == 0 && x.interval == 0
+}
+
+// plannedAt returns PlannedAt in Unix nanoseconds.
+func (r *record) plannedAt() int64 {
+	if r.x != nil && r.x.hasPlanned {
+		return r.x.planned
+	}
+	return r.due
+}
+
+// setPlanned sets PlannedAt, which costs no extra when it is the due time:
+// set the due time first.
+func (r *record) setPlanned(p int64) {
+	switch {
+	case p != r.due:
+		if r.x == nil {
+			r.x = new(extra)
+		}
+		r.x.planned, r.x.hasPlanned = p, true
+	case r.x != nil:
+		r.x.planned, r.x.hasPlanned = 0, false
+		if r.x.empty() {
+			r.x = nil
+		}
+	}
+}
+
+// cronSpec returns the trigger's schedule, for conditional writes.
+func (r *record) cronSpec() trigger.Trigger {
+	t := trigger.Trigger{ID: r.id}
+	if r.x != nil {
+		t.Cron, t.TimeZone = r.x.cron, r.x.timeZone
+	}
+	return t
 }
 
 // setLastError records a run's error; an empty one costs no extra.
@@ -71,8 +113,8 @@ func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	if t.Attempt > math.MaxInt32 || t.MaxAttempts > math.MaxInt32 || t.Iteration > math.MaxInt32 {
-		return nil, invalidf("trigger %q: Attempt, MaxAttempts and Iteration must be at most %d", t.ID, math.MaxInt32)
+	if t.Attempt > math.MaxInt32 || t.MaxAttempts > math.MaxInt32 || t.Iteration > math.MaxInt32 || t.MaxIterations > math.MaxInt32 {
+		return nil, invalidf("trigger %q: Attempt, MaxAttempts, Iteration and MaxIterations must be at most %d", t.ID, math.MaxInt32)
 	}
 	updated, err := stamp(now, "now")
 	if err != nil {
@@ -102,17 +144,24 @@ func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
 		state:       t.InitialState(),
 		misfire:     t.Misfire,
 	}
+	r.setExtra(t)
+	return r, nil
+}
+
+// setExtra sets the fields of extra from t (PlannedAt is the due time).
+func (r *record) setExtra(t *trigger.Trigger) {
 	x := extra{
 		instanceID: t.InstanceID, parentInstanceID: t.ParentInstanceID, nodeID: t.NodeID, edgeID: t.EdgeID,
 		queue: t.Queue, cron: t.Cron, timeZone: t.TimeZone, waitKey: t.WaitKey, machine: t.Machine,
 		lastError: t.LastError, traceContext: t.TraceContext,
+		maxIterations: int32(t.MaxIterations), interval: t.Interval,
 	}
+	r.x = nil
 	if !x.empty() {
 		x.traceContext = maps.Clone(x.traceContext)
 		r.x = new(extra)
 		*r.x = x
 	}
-	return r, nil
 }
 
 // trigger sets *t to r, but for its claim and payload, and returns the
@@ -131,11 +180,14 @@ func (r *record) trigger(t *trigger.Trigger) (payload string) {
 		CreatedAt:   toTime(r.created),
 		UpdatedAt:   toTime(r.updated),
 		Token:       r.token,
+		PlannedAt:   toTime(r.plannedAt()),
+		Paused:      r.paused,
 	}
 	if x := r.x; x != nil {
 		t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID = x.instanceID, x.parentInstanceID, x.nodeID, x.edgeID
 		t.Queue, t.Cron, t.TimeZone, t.WaitKey, t.Machine = x.queue, x.cron, x.timeZone, x.waitKey, x.machine
 		t.LastError, t.TraceContext = x.lastError, maps.Clone(x.traceContext)
+		t.Interval, t.MaxIterations = x.interval, int(x.maxIterations)
 	}
 	return r.payload
 }

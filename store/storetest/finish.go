@@ -9,8 +9,9 @@ import (
 )
 
 // finished returns the running trigger c as outcome o leaves it, following
-// the documentation of OutcomeKind: o.Error is recorded only by Retry and
-// Fail, o.At only by Retry, Reschedule and Snooze, o.Payload only by
+// the documentation of OutcomeKind: o.Error is recorded by Retry and Fail,
+// and by Reschedule when it is not empty; o.At only by Retry, Reschedule and
+// Snooze (and as PlannedAt by Reschedule only); o.Payload only by
 // Reschedule. Every outcome ends the claim: Owner and LeaseUntil are cleared,
 // the token stays.
 func finished(c trigger.Trigger, o trigger.Outcome) trigger.Trigger {
@@ -23,10 +24,13 @@ func finished(c trigger.Trigger, o trigger.Outcome) trigger.Trigger {
 	case trigger.OutcomeFail:
 		c.State, c.LastError = trigger.StateFailed, o.Error
 	case trigger.OutcomeReschedule:
-		c.State, c.DueAt, c.Attempt = trigger.StateScheduled, o.At, 0
+		c.State, c.DueAt, c.PlannedAt, c.Attempt = trigger.StateScheduled, o.At, o.At, 0
 		c.Iteration++
 		if o.Payload != nil {
 			c.Payload = o.Payload
+		}
+		if o.Error != "" {
+			c.LastError = o.Error
 		}
 	case trigger.OutcomeSnooze:
 		c.State, c.DueAt = trigger.StateScheduled, o.At
@@ -65,8 +69,8 @@ func (s suite) finish(t *testing.T) {
 		outcomes = append(outcomes, namedOutcome{k.String(), outcome(k)})
 	}
 	keep := outcome(trigger.OutcomeReschedule)
-	keep.Payload = nil
-	outcomes = append(outcomes, namedOutcome{"reschedule-keeping-the-payload", keep})
+	keep.Payload, keep.Error = nil, ""
+	outcomes = append(outcomes, namedOutcome{"reschedule-keeping-the-payload-and-error", keep})
 	for _, c := range outcomes {
 		s.test(t, "Outcome/"+c.name, func(h *harness) {
 			run, o := h.claimedRun(), c.o

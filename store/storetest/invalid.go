@@ -34,6 +34,9 @@ func badTriggers() []badTrigger {
 		with("negative MaxAttempts", func(t *trigger.Trigger) { t.MaxAttempts = -1 }),
 		with("a negative iteration", func(t *trigger.Trigger) { t.Iteration = -1 }),
 		with("misfire policy 9", func(t *trigger.Trigger) { t.Misfire = 9 }),
+		with("a negative Delay", func(t *trigger.Trigger) { t.Delay = -time.Second }),
+		with("a negative Interval", func(t *trigger.Trigger) { t.Interval = -time.Second }),
+		with("negative MaxIterations", func(t *trigger.Trigger) { t.MaxIterations = -1 }),
 	}
 	for _, typ := range trigger.Types() {
 		if typ != trigger.TypeManual && typ != trigger.TypeEvent {
@@ -187,6 +190,43 @@ func (s suite) invalidInput(t *testing.T) {
 			list("state 99", trigger.ListQuery{State: 99, Limit: 10}),
 			list("limit 0", trigger.ListQuery{State: trigger.StateScheduled}),
 			list("limit -1", trigger.ListQuery{State: trigger.StateScheduled, Limit: -1}),
+			list("type 99", trigger.ListQuery{State: trigger.StateScheduled, Type: 99, Limit: 10}),
+		)
+	})
+	s.test(t, "Register", func(h *harness) {
+		h.fixture()
+		var calls []call
+		for _, b := range badTriggers() {
+			for _, id := range []string{"new", "s"} { // unknown, and stored
+				b := b
+				if b.tr.ID == "bad" {
+					b.tr.ID = id
+				}
+				calls = append(calls, call{"a trigger with " + b.input + " under ID " + id, func() error {
+					_, err := h.s.Register(h.ctx, at(time.Hour), b.tr)
+					return err
+				}})
+			}
+		}
+		calls = append(calls, call{"a zero now", func() error {
+			_, err := h.s.Register(h.ctx, time.Time{}, plain("s", at(time.Hour)))
+			return err
+		}})
+		h.rejects("Register", calls...)
+	})
+	s.test(t, "Pause", func(h *harness) {
+		h.fixture()
+		h.rejects("Pause",
+			call{"an empty ID", func() error { return h.s.Pause(h.ctx, "", at(time.Hour)) }},
+			call{"a zero now", func() error { return h.s.Pause(h.ctx, "s", time.Time{}) }},
+		)
+	})
+	s.test(t, "Unpause", func(h *harness) {
+		h.fixture()
+		h.is(h.s.Pause(h.ctx, "s", at(time.Second)), nil, "Pause")
+		h.rejects("Unpause",
+			call{"an empty ID", func() error { return h.s.Unpause(h.ctx, "", at(time.Hour), time.Time{}, nil) }},
+			call{"a zero now", func() error { return h.s.Unpause(h.ctx, "s", time.Time{}, time.Time{}, nil) }},
 		)
 	})
 	s.test(t, "Purge", func(h *harness) {

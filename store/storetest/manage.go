@@ -59,7 +59,7 @@ func (s suite) requeue(t *testing.T) {
 		s.test(t, "From/"+st.String(), func(h *harness) {
 			want := h.inState("a", st)
 			h.is(h.s.Requeue(h.ctx, "a", at(10*time.Second), at(time.Hour)), nil, "Requeue")
-			want.State, want.DueAt, want.Attempt, want.UpdatedAt = trigger.StateScheduled, at(time.Hour), 0, at(10*time.Second)
+			want.State, want.DueAt, want.PlannedAt, want.Attempt, want.UpdatedAt = trigger.StateScheduled, at(time.Hour), at(time.Hour), 0, at(10*time.Second)
 			h.expect(want)
 			h.expectDue(trigger.DueQuery{Now: at(time.Hour), Until: at(time.Hour), Limit: 10}, ref("a", at(time.Hour), 0))
 			h.expectClaim("a", lease("w2", at(time.Hour)), false)

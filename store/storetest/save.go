@@ -28,6 +28,8 @@ func full(id string) trigger.Trigger {
 		Cron:             "*/5 * * * *",
 		TimeZone:         "Europe/Berlin",
 		Misfire:          trigger.MisfireSkip,
+		Interval:         90 * time.Second,
+		MaxIterations:    12,
 		WaitKey:          "key-1",
 		Machine:          "small-1x",
 		CreatedAt:        at(-time.Hour),
@@ -43,6 +45,7 @@ func (s suite) save(t *testing.T) {
 		in.State = trigger.StateCompleted
 		in.UpdatedAt = at(-time.Minute)
 		in.Owner, in.LeaseUntil, in.Token, in.Recovered = "someone", at(time.Minute), 42, true
+		in.PlannedAt, in.Paused, in.Delay = at(-time.Hour), true, time.Hour
 		h.save(in)
 		h.expect(stored(full("a"), t0))
 	})

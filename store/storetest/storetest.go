@@ -22,7 +22,8 @@
 // observe:
 //
 //   - Save ignores the fields the store owns: State, UpdatedAt, Owner,
-//     LeaseUntil, Token and Recovered.
+//     LeaseUntil, Token, Recovered, PlannedAt (it becomes DueAt) and Paused,
+//     and the input-only Delay (read back as zero).
 //   - Every write sets UpdatedAt to its time: Claim, Extend, Finish, Cancel,
 //     Requeue.
 //   - A trigger that stops running (Finish, Cancel) loses its Owner and
@@ -34,8 +35,14 @@
 //     trigger may have been deleted); Get, Claim, Cancel, Requeue and Delete
 //     of one fail with ErrNotFound.
 //   - A zero time is bad input (ErrInvalid) to Save, SaveBatch, Extend,
-//     Cancel and Requeue, and so is an Extend deadline not after now, as the
-//     Validate methods have it for the other operations.
+//     Cancel, Requeue, Register, Pause and Unpause's now, and so is an
+//     Extend deadline not after now, as the Validate methods have it for
+//     the other operations.
+//   - Paused is kept by every operation but Pause, Unpause and Register
+//     (which never changes it either): a paused trigger that fails, is
+//     canceled and requeued is still paused.
+//   - Register compares payloads as the store keeps them: the same map,
+//     serialised again, is the same payload.
 package storetest
 
 import (
@@ -73,6 +80,10 @@ func Run(t *testing.T, newStore func(t *testing.T) trigger.Store) {
 		{"Delete", suite.delete},
 		{"List", suite.list},
 		{"Purge", suite.purge},
+		{"PlannedAt", suite.plannedAt},
+		{"Register", suite.register},
+		{"Pause", suite.pause},
+		{"Unpause", suite.unpause},
 		{"InvalidInput", suite.invalidInput},
 	} {
 		t.Run(g.name, func(t *testing.T) { g.run(s, t) })
@@ -119,6 +130,7 @@ func stored(tr trigger.Trigger, now time.Time) trigger.Trigger {
 	}
 	tr.UpdatedAt = now
 	tr.Owner, tr.LeaseUntil, tr.Token, tr.Recovered = "", time.Time{}, 0, false
+	tr.PlannedAt, tr.Paused, tr.Delay = tr.DueAt, false, 0
 	return tr
 }
 

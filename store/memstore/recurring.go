@@ -1,0 +1,128 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Register saves t, or updates the stored trigger with its ID to t's
+// definition; see trigger.Store and trigger.Redefine.
+func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) (trigger.RegisterResult, error) {
+	nr, err := newRecord(&t, now)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.ids.get(t.ID)
+	if r == nil {
+		if err := s.insert(nr); err != nil {
+			return 0, err
+		}
+		return trigger.RegisterCreated, nil
+	}
+	var old trigger.Trigger
+	payload := s.trigger(r, &old)
+	u, res := trigger.Redefine(old, t, payload == nr.payload, now)
+	if res != trigger.RegisterUpdated {
+		return res, nil
+	}
+	if r.state != trigger.StateRunning {
+		s.detach(r) // priority, state and due time may change
+	}
+	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
+	r.payload, r.state, r.due, r.attempt, r.updated = nr.payload, u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
+	r.setExtra(&u)
+	r.setPlanned(nanos(u.PlannedAt))
+	if r.state != trigger.StateRunning {
+		s.attach(r)
+	}
+	return res, nil
+}
+
+// Pause sets Paused; see trigger.Store.
+func (s *Store) Pause(ctx context.Context, id string, now time.Time) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.pausable(id)
+	if err != nil || r.paused {
+		return err
+	}
+	s.setPaused(r, true)
+	r.updated = n
+	return nil
+}
+
+// Unpause clears Paused; see trigger.Store.
+func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCron *trigger.CronSpec) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	var due int64
+	if !at.IsZero() {
+		if due, err = stamp(at, "due time"); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.pausable(id)
+	if err != nil {
+		return err
+	}
+	if spec := r.cronSpec(); ifCron.Check(&spec) != nil {
+		return fmt.Errorf("memstore: %w", ifCron.Check(&spec))
+	}
+	if !r.paused {
+		return nil
+	}
+	if at.IsZero() || (r.state != trigger.StateScheduled && r.state != trigger.StateRetrying) {
+		s.setPaused(r, false)
+	} else {
+		s.detach(r)
+		r.paused = false
+		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
+		r.setPlanned(due)
+		s.attach(r)
+	}
+	r.updated = n
+	return nil
+}
+
+// pausable returns the trigger id if it is not final. s.mu must be held.
+func (s *Store) pausable(id string) (*record, error) {
+	r := s.ids.get(id)
+	switch {
+	case r == nil:
+		return nil, notFound(id)
+	case r.state.Final():
+		return nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
+	}
+	return r, nil
+}
+
+// setPaused changes r's flag, and its place in the due index with it. s.mu
+// must be held.
+func (s *Store) setPaused(r *record, paused bool) {
+	if r.state == trigger.StateRunning {
+		r.paused = paused // a running trigger is not in the due index
+		return
+	}
+	s.detach(r)
+	r.paused = paused
+	s.attach(r)
+}
