@@ -66,6 +66,28 @@ type Config struct {
 	// forever. Defaults to 30 days.
 	FailedRetention time.Duration
 
+	// Misfire is the misfire policy of CRON triggers whose own Misfire is
+	// zero (MisfireDefault). Defaults to MisfireFireOnce.
+	Misfire MisfirePolicy
+	// MisfireGrace is how late a CRON occurrence may start and still count
+	// as on time: one claimed later than that after its due time is a
+	// misfire, handled by the trigger's policy. Negative means no grace (any
+	// lateness is a misfire). Defaults to 1m.
+	MisfireGrace time.Duration
+	// MisfireCap is the most missed occurrences MisfireFireAll runs after a
+	// downtime; older ones are skipped. At most 10,000. Defaults to 100.
+	MisfireCap int
+	// Schedules are custom recurring schedules, for what a cron expression
+	// cannot say (the last working day of the month, a list of dates). A
+	// CRON trigger refers to one by name, with Cron "@name": a store cannot
+	// keep a Go value, so the trigger keeps the name and every scheduler
+	// sharing the store must be given the same schedules. Next must return
+	// a time after its argument, or the zero time when the schedule has
+	// ended, and must be safe for concurrent use. Names are letters,
+	// digits, '-', '_' and '.', and may not be the descriptors of cron
+	// expressions (daily, every, ...). Defaults to none.
+	Schedules map[string]Schedule
+
 	// NodeID names this scheduler as the owner of its claims. Schedulers
 	// sharing a store must have different IDs. Defaults to
 	// "<hostname>-<pid>-<random>".
@@ -101,6 +123,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.Retention, 24*time.Hour)
 	def(&c.FailedRetention, 30*24*time.Hour)
+	if c.Misfire == MisfireDefault {
+		c.Misfire = MisfireFireOnce
+	}
+	def(&c.MisfireGrace, time.Minute)
+	if c.MisfireGrace < 0 {
+		c.MisfireGrace = 0
+	}
+	if c.MisfireCap == 0 {
+		c.MisfireCap = 100
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -136,6 +168,15 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalidf("config: RetryBase = %v is longer than RetryMax = %v", c.RetryBase, c.RetryMax)
 	case c.RetryFactor < 1:
 		return c, invalidf("config: RetryFactor = %v must be at least 1", c.RetryFactor)
+	case !c.Misfire.Valid():
+		return c, invalidf("config: Misfire = %d is not a misfire policy; use MisfireFireOnce, MisfireSkip or MisfireFireAll", c.Misfire)
+	case c.MisfireCap < 0 || c.MisfireCap > maxMisfireCap:
+		return c, invalidf("config: MisfireCap = %d; use 1 to %d, or 0 for the default 100", c.MisfireCap, maxMisfireCap)
+	}
+	for name, sched := range c.Schedules {
+		if err := checkScheduleName(name, sched); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }

@@ -3,9 +3,36 @@ package trigger
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 type contextKey struct{}
+
+type occurrenceKey struct{}
+
+// Occurrence describes the occurrence of a CRON trigger that a run stands
+// for; see OccurrenceFromContext.
+type Occurrence struct {
+	// Scheduled is when the occurrence was due (Trigger.PlannedAt): the time
+	// a nightly report is about, however late it runs.
+	Scheduled time.Time
+	// CatchUp is set on a misfire: the run started more than
+	// Config.MisfireGrace after it was due, because no scheduler ran it in
+	// time (downtime, or the previous run overran). Under MisfireFireOnce
+	// the run stands for every occurrence missed until it started; under
+	// MisfireFireAll it is one of several catch-up runs, each for its own
+	// Scheduled time.
+	CatchUp bool
+}
+
+// OccurrenceFromContext returns the occurrence a run of a CRON trigger
+// stands for. ok is false outside the run of a CRON trigger, and for a run
+// started by Fire before its due time (which stands for no occurrence).
+func OccurrenceFromContext(ctx context.Context) (o Occurrence, ok bool) {
+	o, ok = ctx.Value(occurrenceKey{}).(Occurrence)
+	return o, ok
+}
+
 
 // NewContext returns a copy of ctx that carries t. The scheduler calls it
 // for every run; tests of a Consumer may call it too.
@@ -18,11 +45,20 @@ func NewContext(ctx context.Context, t *Trigger) context.Context {
 type runContext struct {
 	context.Context
 	t Trigger
+	// occ is the occurrence a run of a CRON trigger stands for, if hasOcc.
+	occ    Occurrence
+	hasOcc bool
 }
 
 func (c *runContext) Value(key any) any {
-	if key == (contextKey{}) {
+	switch key {
+	case contextKey{}:
 		return &c.t
+	case occurrenceKey{}:
+		if c.hasOcc {
+			return c.occ
+		}
+		return nil
 	}
 	return c.Context.Value(key)
 }

@@ -214,9 +214,12 @@ func (s *Scheduler) isStopped() bool {
 // within the horizon, arms it. It returns the trigger's ID once the store
 // has it (for a durable store: once it is on disk).
 //
-// Defaults: an empty ID becomes a UUIDv7, a zero Type becomes TypeNext.
-// State, attempts and lease fields are ignored. A due time in the past means
-// now. A MANUAL or EVENT trigger without a due time waits until fired.
+// Defaults: an empty ID becomes a UUIDv7, a zero Type becomes TypeNext. A
+// zero DueAt is now plus Delay when Delay is set (a TIMER after a delay), the
+// first occurrence of the spec for a CRON trigger (see Register for the
+// idempotent way to create those), and now for a LOOP trigger. State,
+// attempts and lease fields are ignored. A due time in the past means now. A
+// MANUAL or EVENT trigger without a due time waits until fired.
 //
 // Bad input gets an error wrapping ErrInvalid and stores nothing; an ID
 // already stored gets ErrDuplicate.
@@ -226,6 +229,9 @@ func (s *Scheduler) Schedule(ctx context.Context, t Trigger) (string, error) {
 	}
 	now := time.Now()
 	prepare(&t, now)
+	if err := s.prepareRecurring(&t, now); err != nil {
+		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
+	}
 	if err := s.store.Save(ctx, now, t); err != nil {
 		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
 	}
@@ -247,6 +253,9 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	ids := make([]string, len(ts))
 	for i, t := range ts {
 		prepare(&t, now)
+		if err := s.prepareRecurring(&t, now); err != nil {
+			return nil, fmt.Errorf("schedule batch: %w", err)
+		}
 		batch[i], ids[i] = t, t.ID
 	}
 	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
@@ -267,8 +276,15 @@ func prepare(t *Trigger, now time.Time) {
 	if t.Type == 0 {
 		t.Type = TypeNext
 	}
+	if t.DueAt.IsZero() && t.Delay > 0 {
+		t.DueAt = now.Add(t.Delay)
+	}
 	t.State, t.Attempt, t.Owner, t.LeaseUntil, t.Token, t.Recovered = 0, 0, "", time.Time{}, 0, false
 	t.CreatedAt, t.UpdatedAt, t.LastError = time.Time{}, time.Time{}, ""
+	t.PlannedAt, t.Paused = time.Time{}, false
+	if t.Delay > 0 {
+		t.Delay = 0 // applied (or overridden by DueAt); a negative one is refused by Validate
+	}
 }
 
 // Get returns the stored trigger with the given id.
@@ -534,16 +550,45 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 	}
 	s.mu.Unlock()
 
-	rc := &runContext{Context: ctx, t: t} // the consumer may change its copy
-	err := s.call(rc, &rc.t)
-	cause := context.Cause(ctx)
 	var o Outcome
-	if err != nil && (cause == errLeaseLost || cause == errCanceled) {
-		// The store would refuse the outcome: the trigger is no longer ours.
-		s.logRun(&t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
+	oc, skip := s.claimed(&t, time.Now())
+	if skip != nil {
+		// The misfire policy skips the run.
+		o = s.finish(&t, *skip, func(t *Trigger) Outcome {
+			if _, again := s.claimed(t, skip.Now); again != nil {
+				return *again
+			}
+			return Outcome{Kind: OutcomeSnooze, Now: skip.Now, At: skip.Now, IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}
+		})
 	} else {
-		o = s.outcome(&t, err, cause)
-		s.finish(&t, o)
+		rc := &runContext{Context: ctx, t: t} // the consumer may change its copy
+		if oc != nil && !oc.early {
+			rc.occ, rc.hasOcc = oc.Occurrence, true
+		}
+		err := s.call(rc, &rc.t)
+		cause := context.Cause(ctx)
+		if err != nil && (cause == errLeaseLost || cause == errCanceled) {
+			// The store would refuse the outcome: the trigger is no longer ours.
+			s.logRun(&t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
+		} else {
+			decide := func(t *Trigger) Outcome {
+				o := s.outcome(t, err, cause)
+				s.recur(t, &o, err, oc)
+				return o
+			}
+			var redo func(*Trigger) Outcome
+			if oc != nil {
+				redo = func(t *Trigger) Outcome {
+					sched, err := s.schedule(t)
+					if err != nil {
+						return Outcome{Kind: OutcomeSnooze, Now: time.Now(), At: time.Now().Add(time.Minute), IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}
+					}
+					oc.sched = sched
+					return decide(t)
+				}
+			}
+			o = s.finish(&t, decide(&t), redo)
+		}
 	}
 
 	s.mu.Lock()
@@ -587,6 +632,9 @@ func (s *Scheduler) outcome(t *Trigger, err error, cause error) Outcome {
 					n.InstanceID = t.InstanceID
 				}
 				prepare(&n, now)
+				if err := s.prepareRecurring(&n, now); err != nil {
+					return Outcome{Kind: OutcomeFail, Now: now, Error: "outcome refused: follow-up: " + err.Error()}
+				}
 				o.FollowUps[i] = n
 			}
 		case OutcomeRetry:
@@ -623,11 +671,24 @@ func (s *Scheduler) retryOrFail(o *Outcome, t *Trigger, err error, delay time.Du
 	o.Kind, o.At = OutcomeRetry, o.Now.Add(delay)
 }
 
-// finish records o. An outcome the store refuses as bad input (a follow-up
-// that is invalid or whose ID exists, a Reschedule time out of range) fails
-// the trigger for good: running it again would return the same.
-func (s *Scheduler) finish(t *Trigger, o Outcome) {
+// finish records o and returns what it recorded. An outcome the store
+// refuses as bad input (a follow-up that is invalid or whose ID exists, a
+// Reschedule time out of range) fails the trigger for good: running it again
+// would return the same. An outcome refused with ErrConflict (the CRON
+// trigger's spec was registered anew during the run) is computed again by
+// redo from the stored spec.
+func (s *Scheduler) finish(t *Trigger, o Outcome, redo func(*Trigger) Outcome) Outcome {
 	err := s.store.Finish(s.io, t.ID, t.Token, o)
+	for i := 0; errors.Is(err, ErrConflict) && redo != nil && i < 5; i++ {
+		fresh, gerr := s.store.Get(s.io, t.ID)
+		if gerr != nil {
+			err = gerr
+			break
+		}
+		t.Cron, t.TimeZone, t.Misfire = fresh.Cron, fresh.TimeZone, fresh.Misfire
+		o = redo(t)
+		err = s.store.Finish(s.io, t.ID, t.Token, o)
+	}
 	if errors.Is(err, ErrInvalid) || (errors.Is(err, ErrDuplicate) && len(o.FollowUps) > 0) {
 		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "outcome refused: " + err.Error()}
 		err = s.store.Finish(s.io, t.ID, t.Token, o)
@@ -645,6 +706,7 @@ func (s *Scheduler) finish(t *Trigger, o Outcome) {
 	default:
 		s.logRun(t, slog.LevelDebug, "trigger run finished", outcome)
 	}
+	return o
 }
 
 // logRun logs about a run with the trigger's attributes, building them only

@@ -286,6 +286,8 @@ func (t *Trigger) Validate() error {
 		return invalidf("trigger ID is %d bytes long; at most 255 are allowed", len(t.ID))
 	case !t.Type.Valid():
 		return invalidf("trigger %q: unknown type %d", t.ID, uint8(t.Type))
+	case t.Delay < 0:
+		return invalidf("trigger %q: negative Delay %v", t.ID, t.Delay)
 	case t.DueAt.IsZero() && !t.Type.waitsForever():
 		return invalidf("trigger %q: type %s needs a due time (only MANUAL and EVENT triggers may wait without one)", t.ID, t.Type)
 	case !t.DueAt.IsZero() && (t.DueAt.Before(minDue) || !t.DueAt.Before(maxDue)):
@@ -300,8 +302,6 @@ func (t *Trigger) Validate() error {
 		return invalidf("trigger %q: negative iteration %d", t.ID, t.Iteration)
 	case !t.Misfire.Valid():
 		return invalidf("trigger %q: unknown misfire policy %d", t.ID, t.Misfire)
-	case t.Delay < 0:
-		return invalidf("trigger %q: negative Delay %v", t.ID, t.Delay)
 	case t.Interval < 0:
 		return invalidf("trigger %q: negative Interval %v", t.ID, t.Interval)
 	case t.MaxIterations < 0:
