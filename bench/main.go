@@ -3,6 +3,7 @@
 //	go run ./bench                        # the core table, N = 100,000 and 1,000,000
 //	go run ./bench -table durable         # the bbolt store on this machine's disk
 //	go run ./bench -table recovery        # start-up with 1,000,000 triggers on disk
+//	go run ./bench -table cron            # 10,000 cron triggers firing in the same second, and robfig/cron
 //	go run ./bench -table all
 //
 // Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
@@ -23,8 +24,9 @@ import (
 
 func main() {
 	var (
-		table = flag.String("table", "core", "which table: core, durable, recovery or all")
+		table = flag.String("table", "core", "which table: core, durable, recovery, cron or all")
 		ns    = flag.String("n", "100000,1000000", "core table: comma-separated trigger counts")
+		cronN = flag.Int("cron-n", 10000, "cron table: how many cron triggers")
 		procs = flag.Int("procs", 2, "GOMAXPROCS")
 		dir   = flag.String("dir", "", "durable tables: directory for bbolt files (default: a temporary directory)")
 		child = flag.String("recovery-child", "", "internal: run one recovery measurement on this file")
@@ -60,8 +62,12 @@ func main() {
 		recoveryTable(tempDir(*dir))
 		ran = true
 	}
+	if run("cron") {
+		cronTable(*cronN)
+		ran = true
+	}
 	if !ran {
-		log.Printf("unknown table %q: use core, durable, recovery or all", *table)
+		log.Printf("unknown table %q: use core, durable, recovery, cron or all", *table)
 	}
 }
 
