@@ -33,7 +33,6 @@ func OccurrenceFromContext(ctx context.Context) (o Occurrence, ok bool) {
 	return o, ok
 }
 
-
 // NewContext returns a copy of ctx that carries t. The scheduler calls it
 // for every run; tests of a Consumer may call it too.
 func NewContext(ctx context.Context, t *Trigger) context.Context {
