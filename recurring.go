@@ -167,6 +167,9 @@ func (s *Scheduler) Recurring(ctx context.Context) ([]Trigger, error) {
 // claimed.
 type occurrence struct {
 	sched Schedule
+	// spec is the schedule the run was claimed with: the condition of its
+	// outcome (Outcome.IfCron).
+	spec CronSpec
 	Occurrence
 	// base is the time after which the next occurrence is looked for: the
 	// scheduled time, or the start of a MisfireFireOnce catch-up run (which
@@ -192,7 +195,7 @@ func (s *Scheduler) claimed(t *Trigger, now time.Time) (*occurrence, *Outcome) {
 		s.logRun(t, slog.LevelError, "cannot read the trigger's schedule; giving it back for a minute", slog.Any("error", err))
 		return nil, &Outcome{Kind: OutcomeSnooze, Now: now, At: now.Add(time.Minute)}
 	}
-	oc := &occurrence{sched: sched, Occurrence: Occurrence{Scheduled: t.PlannedAt}, base: t.PlannedAt}
+	oc := &occurrence{sched: sched, spec: CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}, Occurrence: Occurrence{Scheduled: t.PlannedAt}, base: t.PlannedAt}
 	switch {
 	case t.Paused && !t.Recovered:
 		// Fired while paused: a run by hand, which stands for no
@@ -211,7 +214,7 @@ func (s *Scheduler) claimed(t *Trigger, now time.Time) (*occurrence, *Outcome) {
 	if policy == MisfireDefault {
 		policy = s.cfg.Misfire
 	}
-	ifCron := &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}
+	ifCron := &oc.spec
 	switch {
 	case policy == MisfireFireOnce:
 		oc.base = now
@@ -288,7 +291,8 @@ func (s *Scheduler) recur(t *Trigger, o *Outcome, err error, oc *occurrence) {
 		if oc == nil {
 			return
 		}
-		o.IfCron = &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}
+		oc.spec = CronSpec{Cron: t.Cron, TimeZone: t.TimeZone} // t's spec is read anew after a conflict
+		o.IfCron = &oc.spec
 		if o.Kind != OutcomeComplete && o.Kind != OutcomeFail {
 			return
 		}

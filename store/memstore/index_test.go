@@ -168,10 +168,13 @@ func checkNode(t *testing.T, root, n *node, lo, hi *entry, rightEdge bool, depth
 }
 
 // TestSizes guards the sizes the memory cost rests on: a record fills a
-// 96-byte allocation and a node a 1 KiB one.
+// 96-byte allocation, its extra a 176-byte one, and a node a 1 KiB one.
 func TestSizes(t *testing.T) {
 	if s := unsafe.Sizeof(record{}); s != 96 {
 		t.Errorf("a record is %d bytes, want 96", s)
+	}
+	if s := unsafe.Sizeof(extra{}); s != 176 {
+		t.Errorf("an extra is %d bytes, want 176", s)
 	}
 	if s := unsafe.Sizeof(node{}); s > 1024 || s <= 1024-16 {
 		t.Errorf("a node is %d bytes, want just under 1024", s)

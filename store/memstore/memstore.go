@@ -445,8 +445,8 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
-	if spec := r.cronSpec(); o.IfCron.Check(&spec) != nil {
-		return fmt.Errorf("memstore: %w", o.IfCron.Check(&spec))
+	if err := r.checkSpec(o.IfCron); err != nil {
+		return err
 	}
 	if err := s.insert(followUps...); err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 // record is the stored form of a trigger, kept small because a store may hold
 // millions: times are Unix nanoseconds, counters are narrowed, the payload is
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
-// in extra (192 bytes when a trigger uses any of them). The claim of a
+// in extra (176 bytes when a trigger uses any of them). The claim of a
 // running trigger lives in the store's list of leases. A record is 96 bytes
 // on 64-bit platforms.
 //
@@ -42,13 +42,20 @@ type record struct {
 	paused   bool
 }
 
-// extra holds the fields most triggers leave empty.
+// extra holds the fields most triggers leave empty (176 bytes).
 type extra struct {
 	instanceID, parentInstanceID, nodeID, edgeID, queue string
 	cron, timeZone, waitKey, machine, lastError         string
 	traceContext                                        map[string]string
-	// planned is PlannedAt when it is not the due time (during retries and
-	// snoozes); hasPlanned says it is set.
+	// more holds what even fewer triggers use: nil for a CRON trigger
+	// between retries, so that recurring triggers cost no more than
+	// others.
+	more *rare
+}
+
+// rare holds PlannedAt while it differs from the due time (during the
+// retries and snoozes of a run), and the fields of LOOP triggers.
+type rare struct {
 	planned       int64
 	hasPlanned    bool
 	maxIterations int32
@@ -58,41 +65,68 @@ type extra struct {
 func (x *extra) empty() bool {
 	return x.instanceID == "" && x.parentInstanceID == "" && x.nodeID == "" && x.edgeID == "" &&
 		x.queue == "" && x.cron == "" && x.timeZone == "" && x.waitKey == "" && x.machine == "" &&
-		x.lastError == "" && len(x.traceContext) == 0 && !x.hasPlanned && x.maxIterations == 0 && x.interval == 0
+		x.lastError == "" && len(x.traceContext) == 0 && x.more == nil
 }
 
-// plannedAt returns PlannedAt in Unix nanoseconds.
-func (r *record) plannedAt() int64 {
-	if r.x != nil && r.x.hasPlanned {
-		return r.x.planned
-	}
-	return r.due
-}
-
-// setPlanned sets PlannedAt, which costs no extra when it is the due time:
-// set the due time first.
-func (r *record) setPlanned(p int64) {
+// setRare sets extra's rare fields, dropping what holds none.
+func (r *record) setRare(m rare) {
 	switch {
-	case p != r.due:
+	case m != rare{}:
 		if r.x == nil {
 			r.x = new(extra)
 		}
-		r.x.planned, r.x.hasPlanned = p, true
+		if r.x.more == nil {
+			r.x.more = new(rare)
+		}
+		*r.x.more = m
 	case r.x != nil:
-		r.x.planned, r.x.hasPlanned = 0, false
+		r.x.more = nil
 		if r.x.empty() {
 			r.x = nil
 		}
 	}
 }
 
-// cronSpec returns the trigger's schedule, for conditional writes.
-func (r *record) cronSpec() trigger.Trigger {
-	t := trigger.Trigger{ID: r.id}
-	if r.x != nil {
-		t.Cron, t.TimeZone = r.x.cron, r.x.timeZone
+func (r *record) rare() rare {
+	if r.x == nil || r.x.more == nil {
+		return rare{}
 	}
-	return t
+	return *r.x.more
+}
+
+// plannedAt returns PlannedAt in Unix nanoseconds.
+func (r *record) plannedAt() int64 {
+	if m := r.rare(); m.hasPlanned {
+		return m.planned
+	}
+	return r.due
+}
+
+// setPlanned sets PlannedAt, which costs no memory while it is the due
+// time: set the due time first.
+func (r *record) setPlanned(p int64) {
+	m := r.rare()
+	m.planned, m.hasPlanned = 0, false
+	if p != r.due {
+		m.planned, m.hasPlanned = p, true
+	}
+	r.setRare(m)
+}
+
+// checkSpec is c.Check for r, for conditional writes: nil when c is nil or
+// names r's schedule.
+func (r *record) checkSpec(c *trigger.CronSpec) error {
+	if c == nil {
+		return nil
+	}
+	var cron, zone string
+	if r.x != nil {
+		cron, zone = r.x.cron, r.x.timeZone
+	}
+	if c.Cron == cron && c.TimeZone == zone {
+		return nil
+	}
+	return fmt.Errorf("memstore: %w", c.Check(&trigger.Trigger{ID: r.id, Cron: cron, TimeZone: zone}))
 }
 
 // setLastError records a run's error; an empty one costs no extra.
@@ -154,7 +188,6 @@ func (r *record) setExtra(t *trigger.Trigger) {
 		instanceID: t.InstanceID, parentInstanceID: t.ParentInstanceID, nodeID: t.NodeID, edgeID: t.EdgeID,
 		queue: t.Queue, cron: t.Cron, timeZone: t.TimeZone, waitKey: t.WaitKey, machine: t.Machine,
 		lastError: t.LastError, traceContext: t.TraceContext,
-		maxIterations: int32(t.MaxIterations), interval: t.Interval,
 	}
 	r.x = nil
 	if !x.empty() {
@@ -162,6 +195,7 @@ func (r *record) setExtra(t *trigger.Trigger) {
 		r.x = new(extra)
 		*r.x = x
 	}
+	r.setRare(rare{maxIterations: int32(t.MaxIterations), interval: t.Interval})
 }
 
 // trigger sets *t to r, but for its claim and payload, and returns the
@@ -187,7 +221,9 @@ func (r *record) trigger(t *trigger.Trigger) (payload string) {
 		t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID = x.instanceID, x.parentInstanceID, x.nodeID, x.edgeID
 		t.Queue, t.Cron, t.TimeZone, t.WaitKey, t.Machine = x.queue, x.cron, x.timeZone, x.waitKey, x.machine
 		t.LastError, t.TraceContext = x.lastError, maps.Clone(x.traceContext)
-		t.Interval, t.MaxIterations = x.interval, int(x.maxIterations)
+		if m := x.more; m != nil {
+			t.Interval, t.MaxIterations = m.interval, int(m.maxIterations)
+		}
 	}
 	return r.payload
 }

@@ -84,8 +84,8 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 	if err != nil {
 		return err
 	}
-	if spec := r.cronSpec(); ifCron.Check(&spec) != nil {
-		return fmt.Errorf("memstore: %w", ifCron.Check(&spec))
+	if err := r.checkSpec(ifCron); err != nil {
+		return err
 	}
 	if !r.paused {
 		return nil
