@@ -34,6 +34,13 @@ import (
 //     backoff until MaxAttempts runs have failed, then the trigger is failed
 //     and kept in the store with its last error.
 //
+// For a CRON trigger, nil and Complete(next...) move on to the next
+// occurrence (in the same store write as the follow-ups), and a failure with
+// no attempt left (or Fail) moves on too, with the error kept as LastError;
+// Cancel the trigger to stop it. For a LOOP trigger, nil runs the next
+// iteration Interval later (until MaxIterations), and Complete(next...)
+// ends the loop.
+//
 // A panic in Consume is recovered and becomes the run's error, with its
 // stack; it never kills a worker.
 type Consumer interface {

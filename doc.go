@@ -37,7 +37,60 @@
 //
 // Completed, failed and canceled are final. A failed trigger is the dead
 // letter: it stays in the store with its last error until [Scheduler.Retry]
-// or retention purges it.
+// or retention purges it. Any trigger that is not final can be paused
+// ([Scheduler.Pause]): it keeps its state but is not claimed when due until
+// [Scheduler.Unpause] (Fire still runs it; a run in progress finishes).
+//
+// # Recurring and timed triggers
+//
+// A TIMER trigger runs once, at DueAt or Delay after it is scheduled.
+//
+// A CRON trigger runs at every occurrence of its Cron spec: a cron
+// expression with five fields or six (leading seconds), a descriptor
+// (@daily, @hourly, @every 90s), or "@name" for a schedule of
+// Config.Schedules (a store keeps the name: any Go value with a Next method,
+// such as a robfig/cron Schedule, can be named). Specs are parsed with
+// github.com/robfig/cron/v3 and read in Trigger.TimeZone (or a CRON_TZ=
+// prefix; UTC by default). Register it from every replica at start:
+//
+//	res, err := s.Register(ctx, trigger.Trigger{ID: "nightly-report", Cron: "0 3 * * *", TimeZone: "Europe/Berlin"})
+//
+// Registration is idempotent: the same definition changes nothing (not
+// even the next due time, so that what was missed during a downtime is
+// still known), a changed one updates the trigger in one atomic store write
+// (a changed spec plans the next occurrence anew; a run in progress finishes
+// first). The trigger is one record: each occurrence is claimed like any
+// trigger and its outcome writes the next occurrence into the same record
+// in the same store write, so an occurrence runs once across all nodes
+// without leader election (at least once if a node dies mid-run). Runs never
+// overlap: the next occurrence is written when a run ends. A failed
+// occurrence is retried as usual, and when no attempt is left the trigger
+// moves on to the next occurrence with the error in LastError: it never
+// fails for good. Trigger.PlannedAt names the occurrence a run (or a retry)
+// stands for; [OccurrenceFromContext] tells the consumer the same and
+// whether the run is a misfire catch-up.
+//
+// An occurrence claimed more than Config.MisfireGrace (1m) after its due
+// time is a misfire: the scheduler was down, or the previous run took
+// longer than the interval. The trigger's MisfirePolicy (or Config.Misfire)
+// decides: MisfireFireOnce (the default) runs once for all of them and goes
+// on from the first occurrence after that run started; MisfireSkip skips to
+// the next occurrence without running; MisfireFireAll runs each missed
+// occurrence for its own scheduled time, at most Config.MisfireCap of them
+// (the newest).
+//
+// Daylight saving time follows the classic cron daemons: a wall-clock time
+// that is skipped when clocks go forward (02:30 in New York on the March
+// change) fires at the instant of the jump, once; one that happens twice when
+// they go back (01:30 on the November change) fires at its first
+// occurrence only; a spec whose hour field matches every hour ("*/15 * * *
+// *", @hourly) follows real time and fires in both passes of the repeated
+// hour. Name the zone: "Local" is refused, as it differs between nodes.
+//
+// A LOOP trigger runs its node again Interval after each run until the
+// consumer returns [Complete] (or MaxIterations runs completed, or it fails
+// for good); Iteration, 0 during the first run, tells the consumer where it
+// is.
 //
 // # Stores
 //
@@ -59,8 +112,11 @@
 //   - Nothing is silently dropped: an error or a panic goes through the
 //     retry policy (exponential backoff with jitter, MaxAttempts) and ends in
 //     the failed state, never in deletion. A full worker pool only delays.
-//   - Atomic outcomes: a run's outcome and its follow-up triggers are one
-//     store write.
+//   - Atomic outcomes: a run's outcome and its follow-up triggers (and the
+//     next occurrence of a CRON trigger) are one store write.
+//   - Once per occurrence: a CRON trigger is one record whose occurrences
+//     are claimed like any trigger; registering it from every replica is
+//     idempotent.
 //   - Bounded memory: only triggers due within Config.Horizon are armed.
 //
 // # Thread safety
