@@ -195,6 +195,9 @@ func (s *Scheduler) claimed(t *Trigger, now time.Time) (*occurrence, *Outcome) {
 		s.logRun(t, slog.LevelError, "cannot read the trigger's schedule; giving it back for a minute", slog.Any("error", err))
 		return nil, &Outcome{Kind: OutcomeSnooze, Now: now, At: now.Add(time.Minute)}
 	}
+	if t.PlannedAt.IsZero() {
+		t.PlannedAt = t.DueAt // a store that does not keep PlannedAt
+	}
 	oc := &occurrence{sched: sched, spec: CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}, Occurrence: Occurrence{Scheduled: t.PlannedAt}, base: t.PlannedAt}
 	switch {
 	case t.Paused && !t.Recovered:
