@@ -4,10 +4,10 @@
 //
 // # Durability
 //
-// Save, SaveBatch, Finish, Cancel, Requeue, Delete and Purge return only
-// once their change is committed and synced to disk: kill the process (or
-// the machine) at any instant after they return and the change is there
-// when the file is opened again. A call that returns an error changed
+// Save, SaveBatch, Finish, Cancel, Requeue, Delete, Purge, Register, Pause
+// and Unpause return only once their change is committed and synced to
+// disk: kill the process (or the machine) at any instant after they return
+// and the change is there when the file is opened again. A call that returns an error changed
 // nothing. If the call's context ends while its write is still queued, the
 // write is withdrawn and the call returns ctx.Err() (nothing was written);
 // once the committer has taken the write, the call waits for that commit
@@ -63,10 +63,11 @@
 // [Wrap] can hold other data): a meta bucket with the file format version
 // and the token reservation, the records keyed by trigger ID, and three
 // index buckets (due time, state, and final state by update time). The
-// format version is 3; Open upgrades a file of an older version (versions
+// format version is 4; Open upgrades a file of an older version (versions
 // 2 and 3 dropped the state index entries of scheduled, then completed
-// triggers, which List finds by a scan of the records) and refuses one of
-// a newer version with [ErrFormat]. Records use a compact, versioned binary encoding (see
+// triggers, which List finds by a scan of the records; version 4 added the
+// fields of recurring triggers to records) and refuses one of a newer
+// version with [ErrFormat]. Records use a compact, versioned binary encoding (see
 // codec.go). A record that does not decode is reported with its ID
 // ([ErrCorrupt] from Get, a log entry from scans, which skip it); the rest of
 // the store keeps working, and Delete removes the record.

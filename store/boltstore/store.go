@@ -26,10 +26,10 @@ var (
 	// ErrFormat is returned by Open when the file was written by a newer
 	// version of this package (or is not a trigger store).
 	ErrFormat = errors.New("boltstore: unsupported file format")
-	// ErrCorrupt is returned by Get, Claim, Finish, Cancel and Requeue when
-	// the stored record of the trigger does not decode. The error names the
-	// trigger's ID. Scans (Due, List, Purge) skip such records and log
-	// them; Delete removes them.
+	// ErrCorrupt is returned by Get, Claim, Finish, Cancel, Requeue,
+	// Register, Pause and Unpause when the stored record of the trigger does
+	// not decode. The error names the trigger's ID. Scans (Due, List, Purge)
+	// skip such records and log them; Delete removes them.
 	ErrCorrupt = errors.New("boltstore: corrupt trigger record")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("boltstore: store closed")
@@ -40,8 +40,12 @@ var (
 // version and upgrades an older one.
 //
 // Version 2 stopped indexing scheduled triggers by state, version 3
-// completed ones; Open removes those entries from an older file.
-const formatVersion = 3
+// completed ones; Open removes those entries from an older file. Version 4
+// records may carry the fields of recurring triggers (PlannedAt apart from
+// DueAt, Interval, MaxIterations, Paused), which earlier versions would
+// report as corrupt: the version makes them refuse the file instead. An
+// older file needs nothing more than the new version number.
+const formatVersion = 4
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
