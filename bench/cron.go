@@ -24,7 +24,7 @@ import (
 // are due at: the first one after adding, and the next.
 func cronTable(n int) {
 	t := newTable(fmt.Sprintf("Cron: %d triggers \"*/10 * * * * *\" firing in the same second, GOMAXPROCS=%d", n, runtime.GOMAXPROCS(0)),
-		"run", "added", "ns/add", "allocs/add", "heap B/entry", "boundary", "late p50", "p99", "max", "last started", "runs")
+		"run", "added", "ns/add", "allocs/add", "heap B/entry", "boundary", "late p50", "p99", "max", "runs")
 	for _, run := range []struct {
 		name string
 		add  func(n int, started bool) cronRun
@@ -44,7 +44,7 @@ func cronTable(n int) {
 					cells = []string{fmt.Sprintf("%.0f", r.nsPerAdd), fmt.Sprintf("%.2f", r.allocsPerAdd), fmt.Sprintf("%.0f", r.bytesPerEntry), ""}
 				}
 				t.row(run.name, when, cells[0], cells[1], cells[2], []string{"first", "second"}[i],
-					dur(b.late.p(0.50)), dur(b.late.p(0.99)), dur(b.late.max()), dur(b.lastStart), strconv.Itoa(len(b.late)))
+					dur(b.late.p(0.50)), dur(b.late.p(0.99)), dur(b.late.max()), strconv.Itoa(len(b.late)))
 			}
 		}
 	}
@@ -55,10 +55,10 @@ type cronRun struct {
 	boundaries                            []boundary
 }
 
-// boundary is what was measured of the jobs due at one instant.
+// boundary is what was measured of the jobs due at one instant: how late
+// each started after it.
 type boundary struct {
-	late      samples       // start minus the boundary, per job
-	lastStart time.Duration // when the last job started, after the boundary
+	late samples
 }
 
 // lateness collects the starts of the jobs due at the next two boundaries.
@@ -100,7 +100,6 @@ func (l *lateness) result() []boundary {
 	out := make([]boundary, 2)
 	for i := range out {
 		out[i].late = append(samples(nil), l.late[i]...)
-		out[i].lastStart = out[i].late.max()
 	}
 	return out
 }
