@@ -38,9 +38,8 @@
 //     Cancel, Requeue, Register, Pause and Unpause's now, and so is an
 //     Extend deadline not after now, as the Validate methods have it for
 //     the other operations.
-//   - Paused is kept by every operation but Pause, Unpause and Register
-//     (which never changes it either): a paused trigger that fails, is
-//     canceled and requeued is still paused.
+//   - Only Pause and Unpause change Paused: a paused trigger that runs,
+//     fails, is canceled, requeued or registered again is still paused.
 //   - Register compares payloads as the store keeps them: the same map,
 //     serialised again, is the same payload.
 package storetest
