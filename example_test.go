@@ -118,3 +118,63 @@ func ExampleScheduler_Fire() {
 	// before: waiting
 	// approved: approve-order-9
 }
+
+// Every replica registers its recurring jobs at start: the store keeps one
+// trigger per ID, and registering the same definition again changes
+// nothing.
+func ExampleScheduler_Register() {
+	ctx := context.Background()
+	runs := make(chan trigger.Occurrence, 16)
+	consumer := trigger.ConsumerFunc(func(ctx context.Context, t *trigger.Trigger) error {
+		occ, _ := trigger.OccurrenceFromContext(ctx) // the scheduled time this run stands for
+		runs <- occ
+		return nil
+	})
+	s, err := trigger.New(memstore.New(), consumer, trigger.Config{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer s.Stop(ctx)
+
+	for range 2 {
+		res, err := s.Register(ctx, trigger.Trigger{ID: "report", Cron: "@every 20ms", NodeID: "report"})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("register:", res)
+	}
+	var last time.Time
+	for range 3 {
+		occ := <-runs
+		fmt.Println("ran, after the previous occurrence:", occ.Scheduled.After(last))
+		last = occ.Scheduled
+	}
+	// Output:
+	// register: created
+	// register: unchanged
+	// ran, after the previous occurrence: true
+	// ran, after the previous occurrence: true
+	// ran, after the previous occurrence: true
+}
+
+// A cron spec is read in its time zone, and a wall-clock time that the
+// spring change skips runs when the clocks jump.
+func ExampleParseCron() {
+	sched, err := trigger.ParseCron("30 2 * * *", "America/New_York")
+	if err != nil {
+		panic(err)
+	}
+	ny, _ := time.LoadLocation("America/New_York")
+	t := time.Date(2026, 3, 7, 12, 0, 0, 0, ny)
+	for range 3 {
+		t = sched.Next(t)
+		fmt.Println(t.In(ny).Format("Mon Jan 2 15:04 MST"))
+	}
+	// Output:
+	// Sun Mar 8 03:00 EDT
+	// Mon Mar 9 02:30 EDT
+	// Tue Mar 10 02:30 EDT
+}
