@@ -67,10 +67,10 @@
 // 2 and 3 dropped the state index entries of scheduled, then completed
 // triggers, which List finds by a scan of the records; version 4 added the
 // fields of recurring triggers to records) and refuses one of a newer
-// version with [ErrFormat]. Records use a compact, versioned binary encoding (see
-// codec.go). A record that does not decode is reported with its ID
-// ([ErrCorrupt] from Get, a log entry from scans, which skip it); the rest of
-// the store keeps working, and Delete removes the record.
+// version with [ErrFormat]. Records use a compact, versioned binary
+// encoding (see codec.go). A record that does not decode is reported with
+// its ID ([ErrCorrupt] from Get, a log entry from scans, which skip it); the
+// rest of the store keeps working, and Delete removes the record.
 //
 // Times are stored to the nanosecond in UTC: a trigger read back has its
 // times in UTC, without monotonic clock readings.
