@@ -237,17 +237,18 @@ func (w *writeTx) persistClaim(l *lease) error {
 }
 
 // finishing notes a Finish with token in flight on id and returns the
-// lease it finishes, or nil when no lease of this process has the token (see
-// lease.finishing). finishDone ends what finishing began.
-func (s *Store) finishing(id string, token uint64) *lease {
+// lease it finishes and the lease's record, or nil when no lease of this
+// process has the token (see lease.finishing). finishDone ends what
+// finishing began.
+func (s *Store) finishing(id string, token uint64) (*lease, *record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.leases[id]
 	if l == nil || l.token != token {
-		return nil
+		return nil, nil
 	}
 	l.finishing++
-	return l
+	return l, l.rec
 }
 
 // finishDone notes that a Finish of l returned err.

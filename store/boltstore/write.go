@@ -102,15 +102,12 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
-	l := s.finishing(id, token)
+	l, base := s.finishing(id, token) // base: l.rec, which Register, Pause and Unpause change under s.mu
 	if l == nil {
 		// No lease of this process has the token: it ended (or was taken
 		// over) for good, no write can bring it back.
 		return s.leaseLost(id, token)
 	}
-	s.mu.RLock()
-	base := l.rec // changed by Register, Pause and Unpause, under s.mu
-	s.mu.RUnlock()
 	r := finished(l, base, o, payload)
 	c, err := newChange(&r)
 	if err == nil {
