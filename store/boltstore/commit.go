@@ -238,6 +238,7 @@ func (s *Store) commit(ops []*op, want int, limit time.Duration) (released int, 
 	w := s.newGroup()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		w.tx, w.b = tx, bucketsOf(tx)
+		w.c = cursors{w.b.triggers.Cursor(), w.b.due.Cursor(), w.b.state.Cursor(), w.b.final.Cursor()}
 		var err error
 		if ops, waited, err = s.gather(w, ops, want, limit); err != nil {
 			return err
@@ -381,7 +382,8 @@ type writeTx struct {
 	s     *Store
 	tx    *bbolt.Tx
 	b     buckets
-	fatal error // a bbolt write failed: the group is rolled back
+	c     cursors // see lookup
+	fatal error   // a bbolt write failed: the group is rolled back
 
 	done     chan struct{} // closed after the group commits or fails
 	marked   []string      // IDs marked in s.pending by this group
@@ -412,11 +414,25 @@ func (s *Store) newGroup() *writeTx {
 	return w
 }
 
-// get returns the record stored under id in this transaction (which sees the
-// writes of earlier ops of the group), nil if there is none, or an error
-// wrapping ErrCorrupt.
+// cursors are a group's cursors on the triggers and index buckets.
+type cursors struct{ triggers, due, state, final *bbolt.Cursor }
+
+// lookup returns the record stored under key in this transaction (which
+// sees the writes of earlier ops of the group), or nil. It seeks with the
+// group's cursor, whose memory serves every seek (bbolt's Get allocates a
+// cursor and its path on every call).
+func (w *writeTx) lookup(key []byte) []byte {
+	k, v := w.c.triggers.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
+// get returns the record stored under id in this transaction, nil if there
+// is none, or an error wrapping ErrCorrupt.
 func (w *writeTx) get(id string) (*record, error) {
-	v := w.b.triggers.Get([]byte(id))
+	v := w.lookup([]byte(id))
 	if v == nil {
 		return nil, nil
 	}
@@ -471,9 +487,9 @@ func (w *writeTx) replace(old, r *record) error {
 func (w *writeTx) apply(cs ...change) {
 	for i := range cs {
 		c := &cs[i]
-		w.move(w.b.due, c.from.due, c.to.due)
-		w.move(w.b.state, c.from.state, c.to.state)
-		w.move(w.b.final, c.from.final, c.to.final)
+		w.move(w.b.due, w.c.due, c.from.due, c.to.due)
+		w.move(w.b.state, w.c.state, c.from.state, c.to.state)
+		w.move(w.b.final, w.c.final, c.from.final, c.to.final)
 		w.check(w.b.triggers.Put(c.key, c.value))
 		w.fresh = append(w.fresh, freshNote{id: c.id})
 	}
@@ -482,19 +498,23 @@ func (w *writeTx) apply(cs ...change) {
 // remove deletes a record and its index entries.
 func (w *writeTx) remove(r *record) {
 	k := keysOf(&r.t)
-	w.move(w.b.due, k.due, nil)
-	w.move(w.b.state, k.state, nil)
-	w.move(w.b.final, k.final, nil)
+	w.move(w.b.due, w.c.due, k.due, nil)
+	w.move(w.b.state, w.c.state, k.state, nil)
+	w.move(w.b.final, w.c.final, k.final, nil)
 	w.check(w.b.triggers.Delete([]byte(r.t.ID)))
 	w.fresh = append(w.fresh, freshNote{id: r.t.ID})
 }
 
-func (w *writeTx) move(b *bbolt.Bucket, from, to []byte) {
+// move replaces the index entry from (if not nil) with to (if not nil) in
+// b, whose cursor in the group is c.
+func (w *writeTx) move(b *bbolt.Bucket, c *bbolt.Cursor, from, to []byte) {
 	if bytes.Equal(from, to) {
 		return
 	}
 	if from != nil {
-		w.check(b.Delete(from))
+		if k, _ := c.Seek(from); bytes.Equal(k, from) {
+			w.check(c.Delete())
+		}
 	}
 	if to != nil {
 		w.check(b.Put(to, noValue))

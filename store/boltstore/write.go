@@ -115,7 +115,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 			w.s.mu.Lock()
 			defer w.s.mu.Unlock()
 			if w.s.leases[id] != l || l.endedTx != 0 {
-				if w.b.triggers.Get(c.key) == nil {
+				if w.lookup(c.key) == nil {
 					return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
 				}
 				return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
@@ -186,7 +186,7 @@ func finished(l *lease, rec *record, o trigger.Outcome, payload []byte) record {
 // keys are valid until the next call: they are for Delete, which does not
 // keep them.
 func (w *writeTx) storedKeys(key []byte, id string) (indexSet, error) {
-	v := w.b.triggers.Get(key)
+	v := w.lookup(key)
 	if v == nil {
 		return indexSet{}, fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 	}
@@ -203,7 +203,7 @@ func (w *writeTx) storedKeys(key []byte, id string) (indexSet, error) {
 // the new IDs exists.
 func (w *writeTx) insert(news []change, cs ...change) error {
 	for _, c := range news {
-		if w.b.triggers.Get(c.key) != nil {
+		if w.lookup(c.key) != nil {
 			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.id)
 		}
 	}
