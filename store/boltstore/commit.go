@@ -75,10 +75,15 @@ func (s *Store) write(ctx context.Context, apply func(w *writeTx) error) error {
 	if err := s.enqueue(o); err != nil {
 		return err
 	}
+	cancel := ctx.Done()
+	if cancel == nil { // a context that never ends: a plain receive
+		<-o.done
+		return o.err
+	}
 	select {
 	case <-o.done:
 		return o.err
-	case <-ctx.Done():
+	case <-cancel:
 		if o.state.CompareAndSwap(opQueued, opWithdrawn) {
 			return ctx.Err()
 		}
