@@ -3,6 +3,7 @@ package trigger
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"time"
 )
@@ -87,6 +88,16 @@ type Config struct {
 	// digits, '-', '_' and '.', and may not be the descriptors of cron
 	// expressions (daily, every, ...). Defaults to none.
 	Schedules map[string]Schedule
+
+	// QueueLimits caps how many triggers of a queue (Trigger.Queue) run at
+	// once on this scheduler: a run takes a slot of its queue while it runs
+	// and frees it when it finishes or parks in a wait. Triggers of a full
+	// queue wait, unclaimed, while other queues' triggers run. A trigger
+	// started by Fire runs even over its queue's limit (it still takes a
+	// slot). A queue not in the map, and the default queue "" unless it is
+	// in the map, is limited by Workers only. Each limit must be positive.
+	// Defaults to no limits.
+	QueueLimits map[string]int
 
 	// NodeID names this scheduler as the owner of its claims. Schedulers
 	// sharing a store must have different IDs. Defaults to
@@ -178,5 +189,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, err
 		}
 	}
+	if err := checkQueueLimits(c.QueueLimits); err != nil {
+		return c, err
+	}
+	c.QueueLimits = maps.Clone(c.QueueLimits)
 	return c, nil
 }

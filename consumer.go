@@ -30,6 +30,10 @@ import (
 //   - [Snooze](d): run again after d without using an attempt.
 //   - [Reschedule](at, payload): a checkpoint; run again at at with a new
 //     payload, as a fresh run (attempts start over).
+//   - [WaitUntil](at), [WaitFor](token, timeout), [WaitChildren](children...):
+//     park the trigger, holding no worker, until a time, a token delivered
+//     by [Scheduler.Resume], or the end of its children; then it runs again
+//     and [WaitResultFrom] says how the wait ended. See [WaitStore].
 //   - any other error: the run failed; it is retried with exponential
 //     backoff until MaxAttempts runs have failed, then the trigger is failed
 //     and kept in the store with its last error.
@@ -54,8 +58,10 @@ type ConsumerFunc func(ctx context.Context, t *Trigger) error
 func (f ConsumerFunc) Consume(ctx context.Context, t *Trigger) error { return f(ctx, t) }
 
 // Directive is an error value a Consumer returns to choose what happens to
-// its trigger; it is made by Complete, RetryAfter, Fail, Snooze and
-// Reschedule. Only Fail and RetryAfter describe a failure; the others travel
+// its trigger; it is made by Complete, RetryAfter, Fail, Snooze,
+// Reschedule, WaitUntil, WaitFor and WaitChildren. A run returns at most one
+// wait directive, and a wait with no other directive (see
+// ErrConcurrentWait). Only Fail and RetryAfter describe a failure; the others travel
 // on the error path only because Consume has one result.
 type Directive struct {
 	kind    OutcomeKind
@@ -64,10 +70,14 @@ type Directive struct {
 	err     error
 	payload Payload
 	next    []Trigger
+	wait    *waitSpec // a wait directive (kind is zero)
 }
 
 // Error describes the directive.
 func (d *Directive) Error() string {
+	if d.wait != nil {
+		return fmt.Sprintf("trigger: wait for %s", d.wait.kind)
+	}
 	switch d.kind {
 	case OutcomeComplete:
 		return fmt.Sprintf("trigger: complete with %d follow-ups", len(d.next))

@@ -47,6 +47,8 @@ type runContext struct {
 	// occ is the occurrence a run of a CRON trigger stands for, if hasOcc.
 	occ    Occurrence
 	hasOcc bool
+	s      *Scheduler  // for Checkpoint
+	wait   *WaitResult // how the trigger's last wait ended; nil if it never waited
 }
 
 func (c *runContext) Value(key any) any {
@@ -58,6 +60,8 @@ func (c *runContext) Value(key any) any {
 			return c.occ
 		}
 		return nil
+	case runKey{}:
+		return c
 	}
 	return c.Context.Value(key)
 }

@@ -64,10 +64,10 @@ func (s *Scheduler) Register(ctx context.Context, t Trigger) (RegisterResult, er
 	}
 	switch res {
 	case RegisterCreated:
-		s.armNew(t.ID, t.DueAt, t.Priority)
+		s.armTrigger(&t, t.DueAt, false)
 	case RegisterUpdated:
 		if stored, err := s.store.Get(ctx, t.ID); err == nil && !stored.Paused {
-			s.armNew(stored.ID, stored.DueAt, stored.Priority)
+			s.armTrigger(&stored, stored.DueAt, false)
 		}
 	}
 	return res, nil
@@ -129,7 +129,7 @@ func (s *Scheduler) Unpause(ctx context.Context, id string) error {
 			return fmt.Errorf("unpause %q: %w", id, err)
 		}
 		if t, err := s.store.Get(ctx, id); err == nil && !t.Paused && (t.State == StateScheduled || t.State == StateRetrying) {
-			s.armNew(t.ID, t.DueAt, t.Priority)
+			s.armTrigger(&t, t.DueAt, false)
 		}
 		return nil
 	}
@@ -206,6 +206,16 @@ func (s *Scheduler) claimed(t *Trigger, now time.Time) (*occurrence, *Outcome) {
 		oc.early = true
 		return oc, nil
 	case t.DueAt.After(now):
+		oc.early = t.PlannedAt.After(now)
+		return oc, nil
+	case t.Wait.Kind != WaitKindNone:
+		// The run goes on with an occurrence that parked in a wait (the
+		// wait is cleared when the trigger moves on to its next
+		// occurrence): its first run was the occurrence's, and the misfire
+		// policy was applied to it then. However late the wait ended, the
+		// occurrence is not skipped halfway, and the next one still comes
+		// after the one it stands for. (A waiting trigger without a
+		// timeout, fired, has no due time.)
 		oc.early = t.PlannedAt.After(now)
 		return oc, nil
 	}

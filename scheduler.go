@@ -41,6 +41,7 @@ type Scheduler struct {
 	ready      readyQueue // due, not yet claimed
 	fired      []Trigger  // claimed by Fire, not yet started
 	running    map[string]run
+	queues     queues    // per-queue concurrency limits; see queue.go
 	shutdown   bool      // Stop's context ended: runs are canceled
 	armedUntil time.Time // triggers due by then are armed when scheduled
 	wakeAt     time.Time // when the wheel driver wakes next
@@ -74,6 +75,8 @@ const (
 type entry struct {
 	id       string
 	priority int32
+	queue    uint16 // see queues.index; 0: not limited
+	boost    bool   // retried or resumed: ahead of new work of its priority
 }
 
 // run is a trigger running here: what the heartbeat extends and Cancel stops.
@@ -115,6 +118,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		stopping: make(chan struct{}),
 		idle:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		queues:   newQueues(cfg.QueueLimits),
 	}
 	s.work = sync.NewCond(&s.mu)
 	return s, nil
@@ -235,7 +239,7 @@ func (s *Scheduler) Schedule(ctx context.Context, t Trigger) (string, error) {
 	if err := s.store.Save(ctx, now, t); err != nil {
 		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
 	}
-	s.armNew(t.ID, t.DueAt, t.Priority)
+	s.armTrigger(&t, t.DueAt, false)
 	return t.ID, nil
 }
 
@@ -261,8 +265,8 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
 		return nil, fmt.Errorf("schedule batch: %w", err)
 	}
-	for _, t := range batch {
-		s.armNew(t.ID, t.DueAt, t.Priority)
+	for i := range batch {
+		s.armTrigger(&batch[i], batch[i].DueAt, false)
 	}
 	return ids, nil
 }
@@ -336,7 +340,9 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 		s.release(t) // stopped while claiming: give it back
 		return ErrStopped
 	}
-	s.queued[id] = &wheel.Timer[entry]{Value: entry{id: id, priority: int32(t.Priority)}}
+	e := s.entryOf(&t, false)
+	s.takeSlotLocked(e.queue) // a fired trigger runs even over its queue's limit
+	s.queued[id] = &wheel.Timer[entry]{Value: e}
 	s.running[id] = run{token: t.Token}
 	s.fired = append(s.fired, t)
 	s.work.Signal()
@@ -383,7 +389,7 @@ func (s *Scheduler) Retry(ctx context.Context, id string) error {
 	}
 	t, err := s.store.Get(ctx, id)
 	if err == nil {
-		s.armNew(id, t.DueAt, t.Priority)
+		s.armTrigger(&t, t.DueAt, true)
 	}
 	return nil
 }
@@ -397,21 +403,21 @@ func (s *Scheduler) claim(now time.Time, force bool) Claim {
 // Reading armedUntil after the store write is what makes this safe: a scan
 // that moved the window before the write sees it in the store, and one
 // that moves it after the write is seen here.
-func (s *Scheduler) armNew(id string, due time.Time, priority int) {
+func (s *Scheduler) armNew(e entry, due time.Time) {
 	if due.IsZero() {
 		return // waits to be fired
 	}
 	s.mu.Lock()
 	if s.phase == phaseStarted && !due.After(s.armedUntil) {
-		s.armLocked(id, due, priority, time.Now())
+		s.armLocked(e, due, time.Now())
 	}
 	s.mu.Unlock()
 }
 
 // armLocked arms a trigger: straight into the ready queue when it is due,
 // into the wheel otherwise.
-func (s *Scheduler) armLocked(id string, due time.Time, priority int, now time.Time) {
-	tm := &wheel.Timer[entry]{Value: entry{id: id, priority: int32(priority)}}
+func (s *Scheduler) armLocked(e entry, due time.Time, now time.Time) {
+	tm := &wheel.Timer[entry]{Value: e}
 	if !due.After(now) {
 		// Due already: straight to the ready queue. Adding and removing it
 		// records its due time, which orders the queue.
@@ -506,13 +512,19 @@ func (s *Scheduler) worker() {
 			s.execute(t, tm)
 			continue
 		}
-		tm := s.ready.pop()
+		tm := s.popReadyLocked()
 		s.mu.Unlock()
+		if tm == nil {
+			continue // every ready trigger's queue is full
+		}
 
 		now := time.Now()
 		t, err := s.store.Claim(s.io, tm.Value.id, s.claim(now, false))
 		if err != nil {
 			s.claimFailed(tm, err)
+			continue
+		}
+		if !s.queueSlot(t, tm) {
 			continue
 		}
 		s.execute(t, tm)
@@ -525,6 +537,7 @@ func (s *Scheduler) worker() {
 func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
 	s.mu.Lock()
 	s.dequeueLocked(tm.Value.id, tm)
+	s.freeSlotLocked(tm.Value.queue)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrClaimed), errors.Is(err, ErrNotDue), errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotFound):
@@ -565,12 +578,23 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 		if oc != nil && !oc.early {
 			rc.occ, rc.hasOcc = oc.Occurrence, true
 		}
-		err := s.call(rc, &rc.t)
+		err := s.prepareRun(rc)
+		if err == nil {
+			err = s.call(rc, &rc.t)
+		}
 		cause := context.Cause(ctx)
+		var ended bool // the run's end is dealt with: no outcome to record
 		if err != nil && (cause == errLeaseLost || cause == errCanceled) {
 			// The store would refuse the outcome: the trigger is no longer ours.
 			s.logRun(&t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
+			ended = true
 		} else {
+			// A wait ends the run by parking the trigger; a wait refused
+			// comes back as the run's failure, which a CRON trigger moves
+			// past like any other failure.
+			ended, err = s.parkRun(&t, err)
+		}
+		if !ended {
 			decide := func(t *Trigger) Outcome {
 				o := s.outcome(t, err, cause)
 				s.recur(t, &o, err, oc)
@@ -594,6 +618,7 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 	s.mu.Lock()
 	delete(s.running, t.ID)
 	s.dequeueLocked(t.ID, tm)
+	s.freeSlotLocked(tm.Value.queue)
 	s.mu.Unlock()
 	s.armOutcome(&t, &o)
 }
@@ -723,12 +748,18 @@ func (s *Scheduler) logRun(t *Trigger, level slog.Level, msg string, attrs ...sl
 // store did not take is harmless: its claim fails.
 func (s *Scheduler) armOutcome(t *Trigger, o *Outcome) {
 	switch o.Kind {
-	case OutcomeRetry, OutcomeSnooze, OutcomeReschedule:
-		s.armNew(t.ID, o.At, t.Priority)
+	case OutcomeRetry:
+		s.armTrigger(t, o.At, true) // retries go ahead of new work
+	case OutcomeSnooze, OutcomeReschedule:
+		s.armTrigger(t, o.At, false)
+	case OutcomeComplete, OutcomeFail:
+		if t.ParentID != "" {
+			s.armParent(t.ParentID) // this may have been its last child
+		}
 	}
 	for i := range o.FollowUps {
 		f := &o.FollowUps[i]
-		s.armNew(f.ID, f.DueAt, f.Priority)
+		s.armTrigger(f, f.DueAt, false)
 	}
 }
 
@@ -825,7 +856,7 @@ func (s *Scheduler) scan() {
 		defer s.mu.Unlock()
 		for _, r := range refs {
 			if _, ok := s.queued[r.ID]; !ok {
-				s.armLocked(r.ID, r.DueAt, r.Priority, now)
+				s.armLocked(s.refEntry(r), r.DueAt, now)
 				taken++
 			}
 		}
@@ -843,7 +874,7 @@ func (s *Scheduler) scan() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, r := range refs {
-			s.armLocked(r.ID, r.DueAt, r.Priority, now)
+			s.armLocked(s.refEntry(r), r.DueAt, now)
 		}
 		return true
 	})
@@ -912,6 +943,7 @@ type readyQueue struct{ h []readyItem }
 
 type readyItem struct {
 	priority int32
+	boost    bool
 	due      int64
 	tm       *wheel.Timer[entry]
 }
@@ -923,11 +955,14 @@ func (q *readyQueue) less(i, j int) bool {
 	if a.priority != b.priority {
 		return a.priority > b.priority
 	}
+	if a.boost != b.boost {
+		return a.boost
+	}
 	return a.due < b.due
 }
 
 func (q *readyQueue) push(tm *wheel.Timer[entry]) {
-	q.h = append(q.h, readyItem{priority: tm.Value.priority, due: tm.When().UnixNano(), tm: tm})
+	q.h = append(q.h, readyItem{priority: tm.Value.priority, boost: tm.Value.boost, due: tm.When().UnixNano(), tm: tm})
 	for i := len(q.h) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !q.less(i, p) {

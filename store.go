@@ -154,39 +154,53 @@ func (c *CronSpec) Check(t *Trigger) error {
 //
 // The definition is what a caller sets: Type, InstanceID, ParentInstanceID,
 // NodeID, EdgeID, Payload, Priority, Queue, MaxAttempts, Cron, TimeZone,
-// Misfire, Interval, MaxIterations, WaitKey and Machine. When it is
-// unchanged, Register changes nothing. Otherwise the stored trigger takes the
-// new definition, t's TraceContext and UpdatedAt now, and keeps its ID,
-// CreatedAt, Iteration, LastError, Paused and claim. Its due time changes
-// only if the schedule (Type, Cron, TimeZone or Interval) changed, or if it
-// was final (a changed registration revives a canceled or completed
-// trigger): then a scheduled, retrying, waiting or final trigger becomes
-// t.InitialState() at t.DueAt (PlannedAt too) with Attempt zero. A running
+// Misfire, Interval, MaxIterations, WaitKey and Machine. The store owns the
+// wait fields (see WaitStore): ParentID, Wait, and WaitKey too once a wait
+// bound it (Wait.Kind is set) and for the types that do not wait when saved
+// (all but MANUAL and EVENT, whose WaitKey only WaitFor sets); such a
+// WaitKey is kept and not compared, so that registering a CRON trigger again
+// (every replica does, at start) leaves a WaitFor in progress as it is.
+// When the definition is unchanged, Register changes nothing. Otherwise the
+// stored trigger takes the new definition, t's TraceContext and UpdatedAt
+// now, and keeps its ID, CreatedAt, Iteration, LastError, Paused, wait
+// fields and claim. Its due time changes only if the schedule (Type, Cron,
+// TimeZone or Interval) changed, or if it was final (a changed registration
+// revives a canceled or completed trigger): then a scheduled, retrying,
+// waiting or final trigger becomes t.InitialState() at t.DueAt (PlannedAt
+// too) with Attempt zero, and its Wait is cleared (a wait in progress is
+// abandoned: a new plan starts afresh, as after a Reschedule). A running
 // trigger keeps its state and due time: its run finishes, and the outcome
 // (conditional on the spec it was computed from, see CronSpec) uses the new
 // schedule.
 func Redefine(stored, t Trigger, samePayload bool, now time.Time) (Trigger, RegisterResult) {
-	if samePayload && sameDefinition(&stored, &t) {
+	keyOwned := stored.Wait.Kind != WaitKindNone || !stored.Type.waitsForever()
+	if samePayload && sameDefinition(&stored, &t, keyOwned) {
 		return stored, RegisterUnchanged
 	}
 	u := stored
 	u.Type, u.InstanceID, u.ParentInstanceID, u.NodeID, u.EdgeID = t.Type, t.InstanceID, t.ParentInstanceID, t.NodeID, t.EdgeID
 	u.Payload, u.Priority, u.Queue, u.MaxAttempts = t.Payload, t.Priority, t.Queue, t.MaxAttempts
 	u.Cron, u.TimeZone, u.Misfire, u.Interval, u.MaxIterations = t.Cron, t.TimeZone, t.Misfire, t.Interval, t.MaxIterations
-	u.WaitKey, u.Machine, u.TraceContext = t.WaitKey, t.Machine, t.TraceContext
+	u.Machine, u.TraceContext = t.Machine, t.TraceContext
+	if !keyOwned {
+		u.WaitKey = t.WaitKey
+	}
 	u.UpdatedAt = now
 	reschedule := stored.Type != t.Type || stored.Cron != t.Cron || stored.TimeZone != t.TimeZone || stored.Interval != t.Interval
 	if (reschedule || stored.State.Final()) && stored.State != StateRunning {
 		u.State, u.DueAt, u.PlannedAt, u.Attempt = t.InitialState(), t.DueAt, t.DueAt, 0
+		u.Wait = Wait{}
 	}
 	return u, RegisterUpdated
 }
 
-func sameDefinition(a, b *Trigger) bool {
+// sameDefinition compares the definitions of a and b (WaitKey only when
+// the store does not own it).
+func sameDefinition(a, b *Trigger, keyOwned bool) bool {
 	return a.Type == b.Type && a.InstanceID == b.InstanceID && a.ParentInstanceID == b.ParentInstanceID &&
 		a.NodeID == b.NodeID && a.EdgeID == b.EdgeID && a.Priority == b.Priority && a.Queue == b.Queue &&
 		a.MaxAttempts == b.MaxAttempts && a.Cron == b.Cron && a.TimeZone == b.TimeZone && a.Misfire == b.Misfire &&
-		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && a.WaitKey == b.WaitKey && a.Machine == b.Machine
+		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && (keyOwned || a.WaitKey == b.WaitKey) && a.Machine == b.Machine
 }
 
 // Ref locates a trigger in the due order.

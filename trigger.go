@@ -243,8 +243,19 @@ type Trigger struct {
 	// saving.
 	Paused bool
 
-	// WaitKey is the token or event key a waiting trigger waits for.
+	// WaitKey is the token or event key a waiting trigger waits for: a MANUAL
+	// or EVENT trigger saved without a due time and with a WaitKey runs when
+	// [Scheduler.Resume] delivers the key (or when fired). The store also
+	// sets it on a trigger parked by [WaitFor]. At most 1024 bytes.
 	WaitKey string
+	// ParentID is the trigger that waits for this one as one of its
+	// children ([WaitChildren]). The store owns it: it is ignored when
+	// scheduling.
+	ParentID string
+	// Wait describes the wait the trigger is parked in, or the last one it
+	// came out of. The store owns it: it is ignored when scheduling. A
+	// consumer reads the outcome of its wait with [WaitResultFrom].
+	Wait Wait
 	// Machine is a resource preset for container consumers, such as "small-1x".
 	Machine string
 
@@ -306,6 +317,8 @@ func (t *Trigger) Validate() error {
 		return invalidf("trigger %q: negative Interval %v", t.ID, t.Interval)
 	case t.MaxIterations < 0:
 		return invalidf("trigger %q: negative MaxIterations %d", t.ID, t.MaxIterations)
+	case len(t.WaitKey) > maxWaitKey:
+		return invalidf("trigger %q: WaitKey is %d bytes long; at most %d are allowed", t.ID, len(t.WaitKey), maxWaitKey)
 	}
 	return nil
 }

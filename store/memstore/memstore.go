@@ -63,6 +63,8 @@ type Store struct {
 	// purged is where the last Purge of each state stopped in its list: the
 	// next one starts there rather than look again at the triggers it kept.
 	purged [trigger.StateCanceled + 1]int
+	// w holds the wait tokens and the children of each parent; see wait.go.
+	w waits
 }
 
 // lease is the claim on a running trigger.
@@ -95,6 +97,10 @@ func (s *Store) attach(r *record) {
 		if !r.paused {
 			s.due.insert(entry{r.due, r})
 		}
+	case trigger.StateWaiting:
+		if r.due != noTime && !r.paused { // a wait's timeout
+			s.due.insert(entry{r.due, r})
+		}
 	}
 	list := &s.inState[r.state]
 	r.slot = int32(len(*list))
@@ -120,6 +126,10 @@ func (s *Store) detach(r *record) {
 		if !r.paused {
 			s.due.delete(entry{r.due, r})
 		}
+	case trigger.StateWaiting:
+		if r.due != noTime && !r.paused {
+			s.due.delete(entry{r.due, r})
+		}
 	}
 	// Move the last record into r's place.
 	list := s.inState[r.state]
@@ -132,6 +142,9 @@ func (s *Store) detach(r *record) {
 
 // insert adds rs, or nothing if one of their IDs is taken. s.mu must be held.
 func (s *Store) insert(rs ...*record) error {
+	if err := s.checkKeys(rs); err != nil {
+		return err
+	}
 	for i, r := range rs {
 		if !s.ids.add(r) {
 			for _, added := range rs[:i] {
@@ -144,6 +157,7 @@ func (s *Store) insert(rs ...*record) error {
 		}
 	}
 	for _, r := range rs {
+		s.bindKey(r)
 		s.attach(r)
 	}
 	return nil
@@ -359,7 +373,7 @@ func (s *Store) claimable(r *record, now int64, force bool) error {
 		return nil
 	case r.paused:
 		return fmt.Errorf("memstore: trigger %q is paused: %w", r.id, trigger.ErrNotDue)
-	case r.state == trigger.StateWaiting:
+	case r.state == trigger.StateWaiting && (r.due == noTime || r.due > now):
 		return fmt.Errorf("memstore: trigger %q waits to be fired: %w", r.id, trigger.ErrNotDue)
 	case r.due > now:
 		return fmt.Errorf("memstore: trigger %q is due at %v: %w", r.id, toTime(r.due), trigger.ErrNotDue)
@@ -456,6 +470,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	switch o.Kind {
 	case trigger.OutcomeComplete:
 		r.state = trigger.StateCompleted
+		s.childFinal(r, now)
 	case trigger.OutcomeRetry:
 		r.state, r.due = trigger.StateRetrying, due
 		r.setPlanned(planned)
@@ -463,9 +478,11 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	case trigger.OutcomeFail:
 		r.state = trigger.StateFailed
 		r.setLastError(o.Error)
+		s.childFinal(r, now)
 	case trigger.OutcomeReschedule:
 		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
 		r.setPlanned(due)
+		r.clearWait()
 		if r.iteration < math.MaxInt32 {
 			r.iteration++
 		}
@@ -510,6 +527,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 	s.detach(r)
 	r.state, r.updated = trigger.StateCanceled, n
 	s.attach(r)
+	s.childFinal(r, n)
 	return nil
 }
 
@@ -554,8 +572,12 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if r == nil {
 		return notFound(id)
 	}
+	if !r.state.Final() {
+		s.childFinal(r, r.updated) // a parent must not wait for it forever
+	}
 	s.detach(r)
 	s.ids.remove(r)
+	s.forget(r)
 	return nil
 }
 
@@ -679,6 +701,7 @@ func (s *Store) Purge(ctx context.Context, q trigger.PurgeQuery) (int, error) {
 		}
 		s.detach(r)
 		s.ids.remove(r)
+		s.forget(r)
 		n++
 		if len(*list) < end {
 			end = len(*list) // the moved trigger, if any, was not looked at

@@ -54,12 +54,16 @@ type extra struct {
 }
 
 // rare holds PlannedAt while it differs from the due time (during the
-// retries and snoozes of a run), and the fields of LOOP triggers.
+// retries and snoozes of a run, and its waits), the fields of LOOP
+// triggers, and the wait fields, which the store owns (see wait.go).
 type rare struct {
 	planned       int64
 	hasPlanned    bool
+	counted       bool // this child's end was counted in its parent's wait
 	maxIterations int32
 	interval      time.Duration
+	parentID      string       // the parent waiting for this child
+	wait          trigger.Wait // the wait it is parked in, or came out of
 }
 
 func (x *extra) empty() bool {
@@ -223,6 +227,7 @@ func (r *record) trigger(t *trigger.Trigger) (payload string) {
 		t.LastError, t.TraceContext = x.lastError, maps.Clone(x.traceContext)
 		if m := x.more; m != nil {
 			t.Interval, t.MaxIterations = m.interval, int(m.maxIterations)
+			t.ParentID, t.Wait = m.parentID, m.wait
 		}
 	}
 	return r.payload

@@ -35,7 +35,11 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	}
 	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
 	r.payload, r.state, r.due, r.attempt, r.updated = nr.payload, u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
+	kept := r.rare() // the wait fields, which the store owns
 	r.setExtra(&u)
+	m := r.rare()
+	m.parentID, m.counted, m.wait = kept.parentID, kept.counted, u.Wait
+	r.setRare(m)
 	r.setPlanned(nanos(u.PlannedAt))
 	if r.state != trigger.StateRunning {
 		s.attach(r)

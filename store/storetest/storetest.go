@@ -84,6 +84,7 @@ func Run(t *testing.T, newStore func(t *testing.T) trigger.Store) {
 		{"Pause", suite.pause},
 		{"Unpause", suite.unpause},
 		{"InvalidInput", suite.invalidInput},
+		{"Waits", suite.waits},
 	} {
 		t.Run(g.name, func(t *testing.T) { g.run(s, t) })
 	}

@@ -1,0 +1,368 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/triggerkit/trigger"
+)
+
+// Waits: the trigger.WaitStore side of the store.
+//
+// A wait token has a record from the first time it is seen (a resume, or a
+// trigger parking on it) until the trigger bound to it is deleted or
+// purged: that is what makes a second resume a no-op that says so. A
+// resume for which no trigger ever parks stays until the store is dropped.
+// The children of a parent are indexed by the parent's ID, so the parent's
+// run reads them without a scan.
+
+var _ trigger.WaitStore = (*Store)(nil)
+
+// waits is the wait state of a store. s.mu guards it.
+type waits struct {
+	tokens   map[string]*token
+	children map[string][]*record // parent ID -> its children, in no order
+}
+
+// token is the record of a wait token.
+type token struct {
+	state   tokenState
+	id      string // the trigger bound to it (waiter or delivered)
+	payload string // an early resume's payload, as JSON
+}
+
+type tokenState uint8
+
+const (
+	tokenEarly     tokenState = iota + 1 // resumed before any trigger waited
+	tokenWaiter                          // a trigger waits for it (or did, and its wait ended otherwise)
+	tokenDelivered                       // a resume was delivered to the trigger
+)
+
+// checkKeys checks, before anything of an insert is written, that the wait
+// keys of the waiting triggers among rs are free. s.mu must be held.
+func (s *Store) checkKeys(rs []*record) error {
+	var seen map[string]string
+	for _, r := range rs {
+		if r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey == "" {
+			continue
+		}
+		key := r.x.waitKey
+		if other, dup := seen[key]; dup {
+			return fmt.Errorf("memstore: triggers %q and %q wait for one key %q: %w", other, r.id, key, trigger.ErrDuplicate)
+		}
+		if seen == nil {
+			seen = make(map[string]string)
+		}
+		seen[key] = r.id
+		if tk := s.w.tokens[key]; tk != nil && tk.state != tokenEarly {
+			return fmt.Errorf("memstore: trigger %q: wait key %q is taken by trigger %q: %w", r.id, key, tk.id, trigger.ErrDuplicate)
+		}
+	}
+	return nil
+}
+
+// bindKey binds the wait key of a new waiting trigger to it (a stored early
+// resume ends its wait at once), and indexes a new child under its parent.
+// It runs before r is attached. s.mu must be held.
+func (s *Store) bindKey(r *record) {
+	if r.x == nil {
+		return
+	}
+	if m := r.x.more; m != nil && m.parentID != "" {
+		if s.w.children == nil {
+			s.w.children = make(map[string][]*record)
+		}
+		s.w.children[m.parentID] = append(s.w.children[m.parentID], r)
+	}
+	if r.state != trigger.StateWaiting || r.x.waitKey == "" {
+		return
+	}
+	r.setWait(trigger.Wait{Kind: trigger.WaitKindToken})
+	s.waitOn(r, r.updated)
+}
+
+// waitOn binds r's wait key to r, which is about to wait (detached); if
+// the key has an early resume, r is resumed at now instead. s.mu must be
+// held and the key checked free.
+func (s *Store) waitOn(r *record, now int64) {
+	key := r.x.waitKey
+	if s.w.tokens == nil {
+		s.w.tokens = make(map[string]*token)
+	}
+	tk := s.w.tokens[key]
+	switch {
+	case tk == nil:
+		s.w.tokens[key] = &token{state: tokenWaiter, id: r.id}
+	case tk.state == tokenEarly:
+		r.payload = mergeJSON(r.payload, tk.payload)
+		*tk = token{state: tokenDelivered, id: r.id}
+		r.wake(now, true)
+	case tk.state == tokenDelivered: // delivered to r before: its run asks again
+		r.wake(now, true)
+	}
+}
+
+// wake ends the wait of r (detached): it becomes scheduled at now, with
+// Wait.Resumed set if resumed. PlannedAt stays: a wait is part of the run
+// that parked (a trigger saved waiting, which has none, is planned at now).
+func (r *record) wake(now int64, resumed bool) {
+	planned := r.plannedAt()
+	if planned == noTime {
+		planned = now
+	}
+	r.state, r.due = trigger.StateScheduled, now
+	if resumed {
+		w := r.wait()
+		w.Resumed = true
+		r.setWait(w)
+	}
+	r.setPlanned(planned)
+}
+
+// wait returns the Wait of r.
+func (r *record) wait() trigger.Wait {
+	if r.x == nil || r.x.more == nil {
+		return trigger.Wait{}
+	}
+	return r.x.more.wait
+}
+
+// setWait sets the Wait of r.
+func (r *record) setWait(w trigger.Wait) {
+	m := r.rare()
+	m.wait = w
+	r.setRare(m)
+}
+
+// mergeJSON merges the payload extra into base, both JSON objects ("" for
+// an empty one). Both come from the store's own encoding, so they decode.
+func mergeJSON(base, extra string) string {
+	if extra == "" {
+		return base
+	}
+	b, _ := decode("", base)
+	e, _ := decode("", extra)
+	m, _ := encode(trigger.MergePayload(b, e))
+	return m
+}
+
+// childFinal counts the end of child r (final, or deleted before) in its
+// parent's wait, once; the last one makes the parent due at now. s.mu must
+// be held.
+func (s *Store) childFinal(r *record, now int64) {
+	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
+		return
+	}
+	r.x.more.counted = true
+	p := s.ids.get(r.x.more.parentID)
+	if p == nil || p.state != trigger.StateWaiting {
+		return
+	}
+	w := p.wait()
+	if w.Kind != trigger.WaitKindChildren || w.Pending == 0 {
+		return
+	}
+	w.Pending--
+	if w.Pending > 0 {
+		p.setWait(w)
+		return
+	}
+	s.detach(p)
+	p.setWait(w)
+	p.wake(now, false)
+	p.updated = now
+	s.attach(p)
+}
+
+// forget drops what the wait state holds of a removed record. s.mu must be
+// held.
+func (s *Store) forget(r *record) {
+	if r.x == nil {
+		return
+	}
+	if m := r.x.more; m != nil && m.parentID != "" {
+		p := m.parentID
+		cs := s.w.children[p]
+		if i := slices.Index(cs, r); i >= 0 {
+			cs[i] = cs[len(cs)-1]
+			cs[len(cs)-1] = nil
+			cs = cs[:len(cs)-1]
+		}
+		if len(cs) == 0 {
+			delete(s.w.children, p)
+		} else {
+			s.w.children[p] = cs
+		}
+	}
+	if key := r.x.waitKey; key != "" {
+		if tk := s.w.tokens[key]; tk != nil && tk.state != tokenEarly && tk.id == r.id {
+			delete(s.w.tokens, key)
+		}
+	}
+}
+
+// clearWait forgets the last wait of r (a Reschedule starts afresh).
+func (r *record) clearWait() {
+	if r.wait() != (trigger.Wait{}) {
+		r.setWait(trigger.Wait{})
+	}
+}
+
+// Park ends a run and parks the trigger; see trigger.WaitStore.
+func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park) (time.Time, error) {
+	if id == "" {
+		return time.Time{}, errEmptyID
+	}
+	if err := p.Validate(); err != nil {
+		return time.Time{}, fmt.Errorf("memstore: %w", err)
+	}
+	now, err := stamp(p.Now, "park time")
+	if err != nil {
+		return time.Time{}, err
+	}
+	until := int64(noTime)
+	if !p.Until.IsZero() {
+		if until, err = stamp(p.Until, "wait time"); err != nil {
+			return time.Time{}, err
+		}
+	}
+	children, err := newRecords(p.Children, p.Now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, c := range children {
+		m := c.rare()
+		m.parentID = id
+		c.setRare(m)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.held(id, tok)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if p.Kind == trigger.WaitKindToken {
+		if tk := s.w.tokens[p.Key]; tk != nil && tk.state != tokenEarly && tk.id != id {
+			return time.Time{}, fmt.Errorf("memstore: trigger %q: wait key %q is taken by trigger %q: %w", id, p.Key, tk.id, trigger.ErrDuplicate)
+		}
+	}
+	if err := s.insert(children...); err != nil {
+		return time.Time{}, err
+	}
+	s.detach(r)
+	planned := r.plannedAt() // a wait keeps PlannedAt, as a retry does
+	r.attempt, r.updated = 0, now
+	w := trigger.Wait{Kind: p.Kind, Until: p.Until}
+	switch p.Kind {
+	case trigger.WaitKindTime:
+		r.state, r.due = trigger.StateScheduled, until
+	case trigger.WaitKindToken:
+		r.state, r.due = trigger.StateWaiting, until
+	case trigger.WaitKindChildren:
+		r.state, r.due = trigger.StateWaiting, noTime
+		w.Pending = len(children)
+	}
+	r.setWait(w)
+	r.setPlanned(planned)
+	if p.Kind == trigger.WaitKindToken {
+		r.x.waitKey = p.Key // r.x is set: r has a wait
+		s.waitOn(r, now)
+	}
+	s.attach(r)
+	return toTime(r.due), nil
+}
+
+// Resume delivers a wait key; see trigger.WaitStore.
+func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload trigger.Payload) (trigger.ResumeResult, string, error) {
+	if key == "" {
+		return 0, "", invalidf("empty wait key")
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return 0, "", err
+	}
+	p, err := encode(payload)
+	if err != nil {
+		return 0, "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tk := s.w.tokens[key]
+	switch {
+	case tk == nil:
+		if s.w.tokens == nil {
+			s.w.tokens = make(map[string]*token)
+		}
+		s.w.tokens[key] = &token{state: tokenEarly, payload: p}
+		return trigger.ResumeStored, "", nil
+	case tk.state != tokenWaiter:
+		return trigger.ResumeDuplicate, "", nil
+	}
+	r := s.ids.get(tk.id)
+	if r == nil || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
+		return trigger.ResumeTooLate, "", nil
+	}
+	if w := r.wait(); w.Kind != trigger.WaitKindToken || w.Resumed {
+		return trigger.ResumeTooLate, "", nil
+	}
+	s.detach(r)
+	r.payload = mergeJSON(r.payload, p)
+	r.wake(n, true)
+	r.updated = n
+	s.attach(r)
+	tk.state = tokenDelivered
+	return trigger.ResumeDelivered, r.id, nil
+}
+
+// Children returns the children of a parent, ordered by ID; see
+// trigger.WaitStore.
+func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigger, error) {
+	if parentID == "" {
+		return nil, errEmptyID
+	}
+	s.mu.RLock()
+	cs := s.w.children[parentID]
+	ts := make([]trigger.Trigger, len(cs))
+	payloads := make([]string, len(cs))
+	for i, r := range cs {
+		payloads[i] = s.trigger(r, &ts[i])
+	}
+	s.mu.RUnlock()
+	for i := range ts {
+		var err error
+		if ts[i].Payload, err = decode(ts[i].ID, payloads[i]); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(ts, func(a, b trigger.Trigger) int { return strings.Compare(a.ID, b.ID) })
+	return ts, nil
+}
+
+// Checkpoint replaces the payload of a running trigger; see
+// trigger.WaitStore.
+func (s *Store) Checkpoint(ctx context.Context, id string, tok uint64, now time.Time, payload trigger.Payload) error {
+	if id == "" {
+		return errEmptyID
+	}
+	n, err := stamp(now, "now")
+	if err != nil {
+		return err
+	}
+	p, err := encode(payload)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.held(id, tok)
+	if err != nil {
+		return err
+	}
+	r.payload, r.updated = p, n
+	return nil
+}
