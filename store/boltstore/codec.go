@@ -80,14 +80,21 @@ const (
 	fOwner
 	fLease
 	fToken
-	// Added for recurring triggers; a record without them decodes as
-	// before (PlannedAt is then DueAt).
+	// Added for recurring triggers (format version 4); a record without
+	// them decodes as before (PlannedAt is then DueAt).
 	fPlanned // PlannedAt, written only when it differs from DueAt
 	fInterval
 	fMaxIterations
 	fPaused // a flag: no value follows
+	// Added for waits (format version 5); a record without them has never
+	// waited.
+	fParentID
+	fWaitKind
+	fWaitUntil
+	fWaitPending
+	fWaitFlags // see waitResumed, waitCounted
 
-	fAll = fPaused<<1 - 1
+	fAll = fWaitFlags<<1 - 1
 )
 
 // record is a decoded trigger record: the trigger (ID set from the key,
@@ -96,7 +103,14 @@ const (
 type record struct {
 	t       trigger.Trigger
 	payload []byte // a JSON object, or nil for a nil payload
+	counted bool   // a child whose end was counted in its parent's wait
 }
+
+// The bits of the fWaitFlags field.
+const (
+	waitResumed = 1 << iota // Wait.Resumed
+	waitCounted             // record.counted
+)
 
 // marshalPayload returns p as the JSON the record stores, or an error
 // wrapping trigger.ErrInvalid.
@@ -121,7 +135,8 @@ func (r *record) encode() []byte {
 func (r *record) sizeHint() int {
 	t := &r.t
 	n := 64 + len(r.payload) + len(t.InstanceID) + len(t.ParentInstanceID) + len(t.NodeID) + len(t.EdgeID) +
-		len(t.Queue) + len(t.Cron) + len(t.TimeZone) + len(t.WaitKey) + len(t.Machine) + len(t.LastError) + len(t.Owner)
+		len(t.Queue) + len(t.Cron) + len(t.TimeZone) + len(t.WaitKey) + len(t.Machine) + len(t.LastError) + len(t.Owner) +
+		len(t.ParentID)
 	for k, v := range t.TraceContext {
 		n += 4 + len(k) + len(v)
 	}
@@ -181,6 +196,18 @@ func (r *record) appendTo(dst []byte) []byte {
 	if t.Paused {
 		e.mask |= fPaused
 	}
+	e.str(fParentID, t.ParentID)
+	e.uint(fWaitKind, uint64(t.Wait.Kind))
+	e.time(fWaitUntil, t.Wait.Until)
+	e.uint(fWaitPending, uint64(t.Wait.Pending))
+	var flags uint64
+	if t.Wait.Resumed {
+		flags |= waitResumed
+	}
+	if r.counted {
+		flags |= waitCounted
+	}
+	e.uint(fWaitFlags, flags)
 
 	var h [headerMax]byte
 	header := append(h[:0], recordVersion, byte(t.Type), byte(t.State), byte(t.Misfire))
@@ -341,6 +368,23 @@ func decode(id string, data []byte, lite bool) (record, error) {
 	t.Interval = time.Duration(interval)
 	d.int(mask, fMaxIterations, &t.MaxIterations)
 	t.Paused = mask&fPaused != 0
+	d.str(mask, fParentID, &t.ParentID)
+	if mask&fWaitKind != 0 {
+		k := d.uvarint()
+		if !trigger.WaitKind(min(k, 255)).Valid() {
+			d.fail(errRange)
+		}
+		t.Wait.Kind = trigger.WaitKind(k)
+	}
+	d.time(mask, fWaitUntil, &t.Wait.Until)
+	d.int(mask, fWaitPending, &t.Wait.Pending)
+	if mask&fWaitFlags != 0 {
+		f := d.uvarint()
+		if f&^(waitResumed|waitCounted) != 0 {
+			d.fail(errRange)
+		}
+		t.Wait.Resumed, r.counted = f&waitResumed != 0, f&waitCounted != 0
+	}
 	if d.err != nil {
 		return r, d.err
 	}

@@ -43,8 +43,11 @@ func fullRecord() record {
 			Owner:            "owner",
 			LeaseUntil:       time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC),
 			Token:            1<<64 - 1,
+			ParentID:         "parent-trigger",
+			Wait:             trigger.Wait{Kind: trigger.WaitKindToken, Until: time.Date(2026, 1, 2, 3, 6, 0, 0, time.UTC), Resumed: true, Pending: 7},
 		},
 		payload: []byte(`{"n":1.5,"s":"x","l":[1,{"k":null}]}`),
+		counted: true,
 	}
 }
 
@@ -167,5 +170,28 @@ func TestKeysSortLikeTheOrder(t *testing.T) {
 	ref, ok := parseDueKey(dueKey(times[0], -7, "id"))
 	if !ok || ref.ID != "id" || ref.Priority != -7 || !ref.DueAt.Equal(times[0]) {
 		t.Fatalf("parseDueKey = %+v, %v", ref, ok)
+	}
+}
+
+// The field bits are the file format: a field keeps its bit for good, and
+// a new one takes the next (version 4's recurring fields, then version 5's
+// wait fields). Records written by an older version decode unchanged only
+// while these hold.
+func TestFieldBits(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ got, want uint64 }{
+		"fToken":       {fToken, 1 << 21},
+		"fPlanned":     {fPlanned, 1 << 22},  // version 4
+		"fPaused":      {fPaused, 1 << 25},   // version 4
+		"fParentID":    {fParentID, 1 << 26}, // version 5
+		"fWaitKind":    {fWaitKind, 1 << 27},
+		"fWaitUntil":   {fWaitUntil, 1 << 28},
+		"fWaitPending": {fWaitPending, 1 << 29},
+		"fWaitFlags":   {fWaitFlags, 1 << 30},
+		"fAll":         {fAll, 1<<31 - 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %#x, want %#x", name, c.got, c.want)
+		}
 	}
 }

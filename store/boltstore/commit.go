@@ -508,6 +508,7 @@ func (w *writeTx) remove(r *record) {
 	w.move(w.b.final, w.c.final, k.final, nil)
 	w.check(w.b.triggers.Delete([]byte(r.t.ID)))
 	w.fresh = append(w.fresh, freshNote{id: r.t.ID})
+	w.forget(r)
 }
 
 // move replaces the index entry from (if not nil) with to (if not nil) in

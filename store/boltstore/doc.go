@@ -61,13 +61,15 @@
 //
 // Everything lives in buckets named "triggerkit.*" (so a database given to
 // [Wrap] can hold other data): a meta bucket with the file format version
-// and the token reservation, the records keyed by trigger ID, and three
-// index buckets (due time, state, and final state by update time). The
-// format version is 4; Open upgrades a file of an older version (versions
-// 2 and 3 dropped the state index entries of scheduled, then completed
-// triggers, which List finds by a scan of the records; version 4 added the
-// fields of recurring triggers to records) and refuses one of a newer
-// version with [ErrFormat]. Records use a compact, versioned binary
+// and the token reservation, the records keyed by trigger ID, three index
+// buckets (due time, state, and final state by update time) and two for
+// waits (wait tokens, and the children of each parent). The format version
+// is 5; Open upgrades a file of any older version (versions 2 and 3 dropped
+// the state index entries of scheduled, then completed triggers, which List
+// finds by a scan of the records; version 4 added the fields of recurring
+// triggers to records; version 5 the wait buckets and the wait fields of
+// records) and refuses one of a newer version with [ErrFormat]. Records use
+// a compact, versioned binary
 // encoding (see codec.go). A record that does not decode is reported with
 // its ID ([ErrCorrupt] from Get, a log entry from scans, which skip it); the
 // rest of the store keeps working, and Delete removes the record.

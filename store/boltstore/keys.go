@@ -75,15 +75,18 @@ func appendFinalKey(b []byte, s trigger.State, at time.Time, id string) []byte {
 }
 
 // dueTime returns where t sits in the due index, and whether it is there at
-// all. Waiting, paused and final triggers are not: no time makes them
-// claimable, so the due scan never has to step over them. (A paused running
-// trigger is: its lease may expire.)
+// all. Final, paused and waiting triggers are not, but for a waiting one
+// with a timeout (at the timeout): no time makes them claimable, so the due
+// scan never has to step over them. (A paused running trigger is: its lease
+// may expire.)
 func dueTime(t *trigger.Trigger) (time.Time, bool) {
 	switch t.State {
 	case trigger.StateScheduled, trigger.StateRetrying:
 		return t.DueAt, !t.Paused
 	case trigger.StateRunning:
 		return t.LeaseUntil, true
+	case trigger.StateWaiting:
+		return t.DueAt, !t.DueAt.IsZero() && !t.Paused // a wait's timeout
 	}
 	return time.Time{}, false
 }

@@ -57,9 +57,9 @@ type lease struct {
 
 	// rec is the trigger's record as the claim read it. While the lease
 	// lasts, only the claim's own record can rewrite it, which changes
-	// nothing but the lease fields, and Register, Pause and Unpause, which
-	// change rec along with it (under s.mu): Finish builds the outcome
-	// from it.
+	// nothing but the lease fields, and Register, Pause, Unpause and
+	// Checkpoint, which change rec along with it (under s.mu): Finish and
+	// Park build the run's outcome from it.
 	rec *record
 
 	// finishing counts the Finish calls with this lease's token in flight.
@@ -185,7 +185,7 @@ func (s *Store) claimLocked(id string, c trigger.Claim) (*record, lease, error) 
 	case c.Force:
 	case t.Paused:
 		return nil, lease{}, fmt.Errorf("%w: trigger %q is paused", trigger.ErrNotDue, id)
-	case t.State == trigger.StateWaiting:
+	case t.State == trigger.StateWaiting && (t.DueAt.IsZero() || t.DueAt.After(c.Now)):
 		return nil, lease{}, fmt.Errorf("%w: trigger %q is waiting to be fired", trigger.ErrNotDue, id)
 	case t.DueAt.After(c.Now):
 		return nil, lease{}, fmt.Errorf("%w: trigger %q is due at %v", trigger.ErrNotDue, id, t.DueAt)

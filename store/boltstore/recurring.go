@@ -49,7 +49,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 			res = r
 			return nil
 		}
-		next := &record{t: u, payload: nr.payload}
+		next := &record{t: u, payload: nr.payload, counted: old.counted}
 		next.t.Payload = nil
 		normalise(&next.t)
 		if l != nil {

@@ -43,9 +43,12 @@ var (
 // completed ones; Open removes those entries from an older file. Version 4
 // records may carry the fields of recurring triggers (PlannedAt apart from
 // DueAt, Interval, MaxIterations, Paused), which earlier versions would
-// report as corrupt: the version makes them refuse the file instead. An
-// older file needs nothing more than the new version number.
-const formatVersion = 4
+// report as corrupt: the version makes them refuse the file instead.
+// Version 5 added the wait buckets (tokens and children) and the wait
+// fields of a record (ParentID, Wait), in the bits after version 4's; Open
+// creates the buckets in an older file. Older records need no change: they
+// decode as before, with no recurring or wait fields.
+const formatVersion = 5
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
@@ -220,6 +223,11 @@ var (
 	bucketDue      = []byte("triggerkit.due")
 	bucketState    = []byte("triggerkit.state")
 	bucketFinal    = []byte("triggerkit.final")
+	bucketTokens   = []byte("triggerkit.tokens")   // since version 5; see wait.go
+	bucketChildren = []byte("triggerkit.children") // since version 5; see wait.go
+
+	// waitBuckets are the buckets version 5 added.
+	waitBuckets = [][]byte{bucketTokens, bucketChildren}
 
 	keyFormat = []byte("format") // uint32: formatVersion
 	keyTokens = []byte("tokens") // uint64: every token handed out is <= it
@@ -228,7 +236,7 @@ var (
 // setup creates or checks the layout and reserves the first block of
 // fencing tokens, returning the last token of the previous run.
 func setup(tx *bbolt.Tx) (uint64, error) {
-	data := [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal}
+	data := [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal, bucketTokens, bucketChildren}
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		for _, name := range data {
@@ -256,31 +264,54 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 	case version < 1:
 		return 0, fmt.Errorf("%w: format version %d", ErrFormat, version)
 	}
+	version := binary.BigEndian.Uint32(v)
+	if version < 5 {
+		for _, name := range waitBuckets {
+			if tx.Bucket(name) != nil {
+				// Only a build of the waits branch before it took format
+				// version 5 wrote these into an older version's file: its
+				// record fields have other bits than version 5's.
+				return 0, fmt.Errorf("%w: format version %d with the wait bucket %q: the file was written by a pre-release build of waits", ErrFormat, version, name)
+			}
+		}
+	}
+	if version < formatVersion {
+		if err := upgrade(tx, meta, version); err != nil {
+			return 0, fmt.Errorf("boltstore: upgrade from format version %d: %w", version, err)
+		}
+	}
 	for _, name := range data {
 		if tx.Bucket(name) == nil {
 			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
 		}
 	}
-	if version := binary.BigEndian.Uint32(v); version < formatVersion {
-		if err := upgrade(tx, meta); err != nil {
-			return 0, fmt.Errorf("boltstore: upgrade from format version %d: %w", version, err)
-		}
-	}
 	return reserveTokens(meta)
 }
 
-// upgrade brings a file of an older format version up to formatVersion:
-// it drops the state index entries of the states the current version does
-// not index (scheduled since version 2, completed since version 3).
-func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket) error {
-	c := tx.Bucket(bucketState).Cursor()
-	for _, st := range trigger.States() {
-		if stateIndexed(st) {
-			continue
+// upgrade brings a file of an older format version up to formatVersion, in
+// the transaction that opens it: it drops the state index entries of the
+// states the current version does not index (scheduled since version 2,
+// completed since version 3), creates the wait buckets (version 5) and
+// writes the new version. Records need no change: the fields of versions 4
+// and 5 take new bits, so older records decode as they are.
+func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket, from uint32) error {
+	if b := tx.Bucket(bucketState); b != nil {
+		c := b.Cursor()
+		for _, st := range trigger.States() {
+			if stateIndexed(st) {
+				continue
+			}
+			prefix := []byte{byte(st)}
+			for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
 		}
-		prefix := []byte{byte(st)}
-		for k, _ := c.Seek(prefix); k != nil && k[0] == prefix[0]; k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
+	}
+	if from < 5 {
+		for _, name := range waitBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
 		}
@@ -291,6 +322,7 @@ func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket) error {
 // buckets are the store's buckets in a write transaction.
 type buckets struct {
 	meta, triggers, due, state, final *bbolt.Bucket
+	tokens, children                  *bbolt.Bucket
 }
 
 func bucketsOf(tx *bbolt.Tx) buckets {
@@ -300,12 +332,14 @@ func bucketsOf(tx *bbolt.Tx) buckets {
 		due:      tx.Bucket(bucketDue),
 		state:    tx.Bucket(bucketState),
 		final:    tx.Bucket(bucketFinal),
+		tokens:   tx.Bucket(bucketTokens),
+		children: tx.Bucket(bucketChildren),
 	}
 	// Keys mostly arrive in order: IDs are time-ordered UUIDs by default and
 	// due times mostly grow. bbolt splits a full page in half by default,
 	// which leaves pages filled in order half empty; filling them to 90%
 	// makes the file (and the pages a commit writes) much smaller.
-	for _, bk := range []*bbolt.Bucket{b.triggers, b.due, b.state, b.final} {
+	for _, bk := range []*bbolt.Bucket{b.triggers, b.due, b.state, b.final, b.children} {
 		bk.FillPercent = fillPercent
 	}
 	return b

@@ -231,19 +231,56 @@ func TestWrap(t *testing.T) {
 	}
 }
 
-// Version 1 and 2 files indexed scheduled (version 1) and completed
-// (both) triggers by state; Open drops those entries, keeps the others, and
-// the triggers stay listable.
+// asVersion turns the file at path, written by this build, into a file of
+// format version v as that version wrote it: without the buckets added
+// since, and with the state index entries it kept (scheduled triggers in
+// version 1, completed ones up to version 2). The records stay: those of
+// the tests that call it use no field newer than v.
+func asVersion(t *testing.T, path string, v uint32) {
+	t.Helper()
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		if v < 5 {
+			for _, name := range waitBuckets {
+				if err := tx.DeleteBucket(name); err != nil {
+					return err
+				}
+			}
+		}
+		if v < 3 {
+			state := tx.Bucket(bucketState)
+			err := tx.Bucket(bucketTriggers).ForEach(func(k, val []byte) error {
+				r, err := decodeRecord(string(k), val)
+				if err != nil {
+					return err
+				}
+				if st := r.t.State; st == trigger.StateCompleted || (v == 1 && st == trigger.StateScheduled) {
+					return state.Put(stateKey(st, string(k)), []byte{})
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, v))
+	})
+}
+
+// Every earlier version upgrades to the current one on Open: version 1 and
+// 2 files lose the state index entries of scheduled (version 1) and
+// completed triggers, keeping the others, and the triggers stay listable;
+// files before version 5 get the wait buckets, and their triggers wait as
+// new ones do; a version 4 file's recurring fields read back as they were.
 func TestUpgradeFromOlderFormats(t *testing.T) {
 	t.Parallel()
-	for _, version := range []uint32{1, 2} {
+	for version := uint32(1); version < formatVersion; version++ {
 		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "triggers.db")
 			s, err := Open(path, nil)
 			must(t, err)
-			must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0), next("c", t0)}))
+			must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("a", t0), next("b", t0), next("c", t0), next("w", t0), next("p", t0)}))
 			for id, o := range map[string]trigger.Outcome{
 				"b": {Kind: trigger.OutcomeComplete, Now: t0},
 				"c": {Kind: trigger.OutcomeFail, Now: t0, Error: "boom"},
@@ -252,44 +289,114 @@ func TestUpgradeFromOlderFormats(t *testing.T) {
 				must(t, err)
 				must(t, s.Finish(ctx, id, cl.Token, o))
 			}
+			var rec trigger.Trigger
+			if version >= 4 {
+				// A recurring trigger mid-retry and paused: the fields of
+				// version 4.
+				_, err := s.Register(ctx, t0, trigger.Trigger{ID: "r", Type: trigger.TypeCron, Cron: "0 3 * * *", DueAt: t0.Add(time.Hour)})
+				must(t, err)
+				cl, err := s.Claim(ctx, "r", claimFor("o", t0.Add(time.Hour)))
+				must(t, err)
+				must(t, s.Finish(ctx, "r", cl.Token, trigger.Outcome{Kind: trigger.OutcomeRetry, Now: t0.Add(time.Hour), At: t0.Add(2 * time.Hour), Error: "e"}))
+				must(t, s.Pause(ctx, "r", t0.Add(time.Hour)))
+				rec, err = s.Get(ctx, "r")
+				must(t, err)
+				if !rec.Paused || rec.PlannedAt.Equal(rec.DueAt) {
+					t.Fatalf("recurring trigger before the downgrade: %+v", rec)
+				}
+			}
 			must(t, s.Close())
-			withDB(t, path, func(tx *bbolt.Tx) error {
-				state := tx.Bucket(bucketState)
-				if version == 1 {
-					if err := state.Put(stateKey(trigger.StateScheduled, "a"), []byte{}); err != nil {
-						return err
-					}
-				}
-				if err := state.Put(stateKey(trigger.StateCompleted, "b"), []byte{}); err != nil {
-					return err
-				}
-				return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, version))
-			})
+			asVersion(t, path, version)
+
 			s, err = Open(path, nil)
 			must(t, err)
-			for st, want := range map[trigger.State]string{trigger.StateScheduled: "a", trigger.StateCompleted: "b", trigger.StateFailed: "c"} {
-				ts, err := s.List(ctx, trigger.ListQuery{State: st, Limit: 10})
+			for st, want := range map[trigger.State]string{trigger.StateScheduled: "a,p,w", trigger.StateCompleted: "b", trigger.StateFailed: "c"} {
+				ts, err := s.List(ctx, trigger.ListQuery{State: st, Limit: 10, Type: trigger.TypeNext})
 				must(t, err)
-				if len(ts) != 1 || ts[0].ID != want {
-					t.Errorf("List(%s) after the upgrade = %v, want [%s]", st, ts, want)
+				var got []string
+				for _, tr := range ts {
+					got = append(got, tr.ID)
 				}
+				if strings.Join(got, ",") != want {
+					t.Errorf("List(%s) after the upgrade = %v, want [%s]", st, got, want)
+				}
+			}
+			if version >= 4 {
+				got, err := s.Get(ctx, "r")
+				must(t, err)
+				if !got.Paused || !got.PlannedAt.Equal(rec.PlannedAt) || !got.DueAt.Equal(rec.DueAt) || got.Cron != rec.Cron || got.State != trigger.StateRetrying {
+					t.Errorf("recurring trigger after the upgrade: %+v, want %+v", got, rec)
+				}
+			}
+			// The triggers of the old file wait as new ones do: for a token
+			// (resumed) and for children (the last one ends the wait).
+			c, err := s.Claim(ctx, "w", claimFor("o", t0))
+			must(t, err)
+			due, err := s.Park(ctx, "w", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: t0, Key: "k"})
+			must(t, err)
+			if !due.IsZero() {
+				t.Errorf("Park returned due %v", due)
+			}
+			res, id, err := s.Resume(ctx, t0.Add(time.Second), "k", trigger.Payload{"x": 1.0})
+			must(t, err)
+			if res != trigger.ResumeDelivered || id != "w" {
+				t.Errorf("Resume after the upgrade = %v, %q", res, id)
+			}
+			c, err = s.Claim(ctx, "p", claimFor("o", t0))
+			must(t, err)
+			_, err = s.Park(ctx, "p", c.Token, trigger.Park{Kind: trigger.WaitKindChildren, Now: t0, Children: []trigger.Trigger{next("k1", t0)}})
+			must(t, err)
+			k, err := s.Claim(ctx, "k1", claimFor("o", t0))
+			must(t, err)
+			must(t, s.Finish(ctx, "k1", k.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: t0.Add(time.Second)}))
+			if p, err := s.Get(ctx, "p"); err != nil || p.State != trigger.StateScheduled || p.Wait.Pending != 0 {
+				t.Errorf("parent after its child, after the upgrade: %+v, %v", p, err)
 			}
 			must(t, s.Close())
 			withDB(t, path, func(tx *bbolt.Tx) error {
 				if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
 					t.Errorf("format version %d after the upgrade, want %d", v, formatVersion)
 				}
+				for _, name := range waitBuckets {
+					if tx.Bucket(name) == nil {
+						t.Errorf("no bucket %q after the upgrade", name)
+					}
+				}
 				var keys []string
 				tx.Bucket(bucketState).ForEach(func(k, _ []byte) error {
 					keys = append(keys, fmt.Sprintf("%s/%s", trigger.State(k[0]), k[1:]))
 					return nil
 				})
-				if len(keys) != 1 || keys[0] != "failed/c" {
-					t.Errorf("state index after the upgrade holds %v, want [failed/c]", keys)
+				want := "[failed/c]" // p is scheduled again, as its child ended
+				if version >= 4 {
+					want = "[retrying/r failed/c]"
+				}
+				if fmt.Sprint(keys) != want {
+					t.Errorf("state index after the upgrade holds %v, want %s", keys, want)
 				}
 				return nil
 			})
 		})
+	}
+}
+
+// A file of an older version that holds the wait buckets was written by a
+// build of the waits work before it took format version 5, whose record
+// fields had other bits: Open refuses it rather than misread its records.
+func TestPreReleaseWaitsFileRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.Close())
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, 3))
+	})
+	if s, err := Open(path, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "pre-release") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a version 3 file with wait buckets: %v, want ErrFormat", err)
 	}
 }
 

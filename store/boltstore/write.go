@@ -65,6 +65,7 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 		t.UpdatedAt = now
 		t.Owner, t.LeaseUntil, t.Token, t.Recovered = "", time.Time{}, 0, false
 		t.PlannedAt, t.Paused, t.Delay = t.DueAt, false, 0
+		t.ParentID, t.Wait = "", trigger.Wait{}
 		if len(t.TraceContext) > 0 {
 			t.TraceContext = maps.Clone(t.TraceContext)
 		}
@@ -83,8 +84,9 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 // Everything but the checks and the writes happens before the write is
 // queued, outside the commit: the record is the one Claim read (kept with
 // the lease; while the lease lasts only its lease fields can change on
-// disk, and the outcome overwrites those), so it is neither read nor
-// decoded again, and its encoding and index keys are ready. The committer
+// disk, and the outcome overwrites those, but for the writes that update
+// the lease's copy too: see lease.rec), so it is neither read nor decoded
+// again, and its encoding and index keys are ready. The committer
 // checks that the lease is still current, reads the index keys of the
 // stored record (which the claim's own record may have moved) and writes.
 func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
@@ -102,13 +104,14 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
-	l, base := s.finishing(id, token) // base: l.rec, which Register, Pause and Unpause change under s.mu
+	l, base := s.finishing(id, token) // base: l.rec, which Register, Pause, Unpause and Checkpoint change under s.mu
 	if l == nil {
 		// No lease of this process has the token: it ended (or was taken
 		// over) for good, no write can bring it back.
 		return s.leaseLost(id, token)
 	}
 	r := finished(l, base, o, payload)
+	count := r.counted && !base.counted // a child's end, to count in its parent's wait
 	c, err := newChange(&r)
 	if err == nil {
 		err = s.write(ctx, func(w *writeTx) error {
@@ -124,13 +127,14 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 				return err
 			}
 			if l.rec != base {
-				// Register or Pause changed the trigger since: build the
-				// outcome on the record as it is now.
+				// Register, Pause or a Checkpoint changed the trigger
+				// since: build the outcome on the record as it is now.
 				r := finished(l, l.rec, o, payload)
 				var err error
 				if c, err = newChange(&r); err != nil {
 					return err
 				}
+				count = r.counted && !l.rec.counted
 			}
 			from, err := w.storedKeys(c.key, id)
 			if err != nil {
@@ -142,6 +146,9 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 			c.from = from
 			if err := w.insert(followUps, c); err != nil {
 				return err
+			}
+			if count {
+				w.countChild(base.t.ParentID, o.Now)
 			}
 			w.endLease(l, true)
 			return nil
@@ -168,6 +175,7 @@ func finished(l *lease, rec *record, o trigger.Outcome, payload []byte) record {
 	case trigger.OutcomeReschedule:
 		t.State, t.DueAt, t.PlannedAt, t.Attempt = trigger.StateScheduled, o.At, o.At, 0
 		t.Iteration++
+		t.Wait = trigger.Wait{}
 		if payload != nil {
 			r.payload = payload
 		}
@@ -177,6 +185,9 @@ func finished(l *lease, rec *record, o trigger.Outcome, payload []byte) record {
 	case trigger.OutcomeSnooze:
 		t.State, t.DueAt = trigger.StateScheduled, o.At
 		t.Attempt = max(t.Attempt-1, 0)
+	}
+	if t.State.Final() && t.ParentID != "" {
+		r.counted = true // see countChild
 	}
 	return r
 }
@@ -200,18 +211,27 @@ func (w *writeTx) storedKeys(key []byte, id string) (indexSet, error) {
 }
 
 // insert applies cs and stores the new records, or does nothing if one of
-// the new IDs exists.
+// the new IDs exists or one of their wait keys is taken. The new records'
+// wait keys are bound (see bindNew) and the children among them indexed.
 func (w *writeTx) insert(news []change, cs ...change) error {
 	for _, c := range news {
 		if w.lookup(c.key) != nil {
 			return fmt.Errorf("%w: trigger %q exists", trigger.ErrDuplicate, c.id)
 		}
 	}
+	if err := w.checkKeys(news); err != nil {
+		return err
+	}
+	news, binds, err := bindNew(w, news)
+	if err != nil {
+		return err
+	}
 	w.apply(cs...)
 	w.apply(news...)
 	for _, c := range news {
 		w.fresh = append(w.fresh, freshNote{id: c.id, rec: c.rec})
 	}
+	binds.write(w)
 	return nil
 }
 
@@ -234,8 +254,12 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 		}
 		r.t.State, r.t.UpdatedAt = trigger.StateCanceled, now
 		r.t.Owner, r.t.LeaseUntil, r.t.Recovered = "", time.Time{}, false
+		count := countable(&r)
 		if err := w.replace(old, &r); err != nil {
 			return err
+		}
+		if count {
+			w.countChild(r.t.ParentID, now)
 		}
 		if l != nil {
 			w.endLease(l, false)
@@ -308,6 +332,9 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return fmt.Errorf("%w: trigger %q", trigger.ErrNotFound, id)
 		default:
 			w.remove(old)
+			if !old.t.State.Final() && countable(old) {
+				w.countChild(old.t.ParentID, old.t.UpdatedAt) // its parent must not wait for it forever
+			}
 		}
 		if l := w.s.leases[id]; l != nil && l.endedTx == 0 {
 			w.endLease(l, false)
