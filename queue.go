@@ -81,8 +81,14 @@ func (s *Scheduler) refEntry(r Ref) entry {
 	return e
 }
 
-// armTrigger arms t at due as armNew does.
+// armTrigger arms t at due as armNew does. A trigger just stored waiting
+// for a key may have been resumed by the write that stored it (the resume
+// came first): it is read back and armed if so.
 func (s *Scheduler) armTrigger(t *Trigger, due time.Time, boost bool) {
+	if due.IsZero() && t.WaitKey != "" {
+		s.armStored(s.io, t.ID, true)
+		return
+	}
 	s.armNew(s.entryOf(t, boost), due)
 }
 

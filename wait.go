@@ -576,6 +576,12 @@ func (s *Scheduler) armParent(parentID string) {
 // armStored reads trigger id from the store and arms it if it is due
 // (boosted: a resumed trigger goes ahead of new work of its priority).
 func (s *Scheduler) armStored(ctx context.Context, id string, boost bool) {
+	s.mu.Lock()
+	started := s.phase == phaseStarted
+	s.mu.Unlock()
+	if !started {
+		return // recovery at start finds it
+	}
 	t, err := s.store.Get(ctx, id)
 	if err != nil || t.Paused || (t.State != StateScheduled && t.State != StateRetrying) {
 		return
