@@ -33,7 +33,14 @@
 //	              └── Retry ── failed ◄── error, no attempt left, or Fail
 //
 //	waiting (MANUAL/EVENT without a due time) ── Fire: claim ──► running
+//	running ── WaitUntil ──► scheduled (at the time)
+//	running ── WaitFor, WaitChildren ──► waiting ── Resume, timeout, last child ──► scheduled / running
 //	scheduled, retrying, waiting, running ── Cancel ──► canceled
+//
+// A wait ([WaitUntil], [WaitFor], [WaitChildren]) ends the run and parks the
+// trigger in the store, holding no worker; [Scheduler.Resume] delivers a
+// token (even before the waiter parks), and the next run reads how the wait
+// ended with [WaitResultFrom]. See [WaitStore].
 //
 // Completed, failed and canceled are final. A failed trigger is the dead
 // letter: it stays in the store with its last error until [Scheduler.Retry]
@@ -91,6 +98,15 @@
 // consumer returns [Complete] (or MaxIterations runs completed, or it fails
 // for good); Iteration, 0 during the first run, tells the consumer where it
 // is.
+//
+// A run of a CRON or LOOP trigger may end in a wait like any other: the
+// trigger parks, and when the wait ends the run goes on as the same
+// occurrence (PlannedAt and [OccurrenceFromContext] still name it, and the
+// misfire policy does not skip it halfway, however late the wait ended).
+// Its outcome then plans the next occurrence after the one it stands for,
+// and clears the wait. Registering the trigger again, as a restarting
+// replica does, leaves a wait in progress as it is; a changed spec abandons
+// it (the trigger is planned anew).
 //
 // # Stores
 //
