@@ -105,8 +105,9 @@
 // misfire policy does not skip it halfway, however late the wait ended).
 // Its outcome then plans the next occurrence after the one it stands for,
 // and clears the wait. Registering the trigger again, as a restarting
-// replica does, leaves a wait in progress as it is; a changed spec abandons
-// it (the trigger is planned anew).
+// replica does, leaves a wait in progress as it is, with the payload its run
+// checkpointed and its resumes delivered; a changed spec abandons it (the
+// trigger is planned anew).
 //
 // # Stores
 //

@@ -94,8 +94,11 @@ func (s *Scheduler) Pause(ctx context.Context, id string) error {
 // Unpause undoes Pause. A CRON trigger is then due at the first occurrence
 // of its spec after now: occurrences that passed while it was paused are not
 // misfires, they were paused. Other triggers are due at their stored due
-// time (at once if it passed). Unpausing a trigger that is not paused does
-// nothing; a final one gets ErrInvalidState.
+// time (at once if it passed), and so is a CRON trigger paused in the middle
+// of an occurrence that waited (WaitUntil, WaitFor, WaitChildren): the
+// occurrence goes on when its wait ends, or at once if it has. Unpausing a
+// trigger that is not paused does nothing; a final one gets
+// ErrInvalidState.
 func (s *Scheduler) Unpause(ctx context.Context, id string) error {
 	if id == "" {
 		return invalidf("Unpause: empty id")
@@ -111,7 +114,7 @@ func (s *Scheduler) Unpause(ctx context.Context, id string) error {
 		now := time.Now()
 		var at time.Time
 		var guard *CronSpec
-		if t.Type == TypeCron && t.Paused && t.State != StateRunning {
+		if t.Type == TypeCron && t.Paused && t.State != StateRunning && t.Wait.Kind == WaitKindNone {
 			sched, err := s.schedule(&t)
 			if err != nil {
 				return fmt.Errorf("unpause %q: %w", id, err)

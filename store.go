@@ -150,31 +150,38 @@ func (c *CronSpec) Check(t *Trigger) error {
 // the trigger that registering t leaves in place of stored, and whether that
 // is an update. samePayload tells whether t's payload is the stored one
 // (stores compare their serialised forms); the returned trigger has t's
-// payload.
+// payload when it has no wait, and a nil one when it has (see below).
 //
 // The definition is what a caller sets: Type, InstanceID, ParentInstanceID,
 // NodeID, EdgeID, Payload, Priority, Queue, MaxAttempts, Cron, TimeZone,
-// Misfire, Interval, MaxIterations, WaitKey and Machine. The store owns the
-// wait fields (see WaitStore): ParentID, Wait, and WaitKey too once a wait
-// bound it (Wait.Kind is set) and for the types that do not wait when saved
-// (all but MANUAL and EVENT, whose WaitKey only WaitFor sets); such a
-// WaitKey is kept and not compared, so that registering a CRON trigger again
-// (every replica does, at start) leaves a WaitFor in progress as it is.
-// When the definition is unchanged, Register changes nothing. Otherwise the
-// stored trigger takes the new definition, t's TraceContext and UpdatedAt
-// now, and keeps its ID, CreatedAt, Iteration, LastError, Paused, wait
-// fields and claim. Its due time changes only if the schedule (Type, Cron,
-// TimeZone or Interval) changed, or if it was final (a changed registration
-// revives a canceled or completed trigger): then a scheduled, retrying,
-// waiting or final trigger becomes t.InitialState() at t.DueAt (PlannedAt
-// too) with Attempt zero, and its Wait is cleared (a wait in progress is
-// abandoned: a new plan starts afresh, as after a Reschedule). A running
-// trigger keeps its state and due time: its run finishes, and the outcome
-// (conditional on the spec it was computed from, see CronSpec) uses the new
-// schedule.
+// Misfire, Interval, MaxIterations, WaitKey and Machine. When it is
+// unchanged, Register changes nothing. Otherwise the stored trigger takes the
+// new definition, t's TraceContext and UpdatedAt now, and keeps its ID,
+// CreatedAt, Iteration, LastError, Paused, wait fields and claim. Its due
+// time changes only if the schedule (Type, Cron, TimeZone or Interval)
+// changed, or if it was final (a changed registration revives a canceled or
+// completed trigger): then a scheduled, retrying, waiting or final trigger
+// becomes t.InitialState() at t.DueAt (PlannedAt too) with Attempt zero,
+// and its Wait is cleared (a wait in progress is abandoned: a new plan
+// starts afresh, as after a Reschedule). A running trigger keeps its state
+// and due time: its run finishes, and the outcome (conditional on the spec
+// it was computed from, see CronSpec) uses the new schedule.
+//
+// Waits (see WaitStore): the store owns ParentID and Wait, and WaitKey too
+// once a wait bound it (Wait.Kind is set) and for the types that do not
+// wait when saved (all but MANUAL and EVENT: only a WaitFor sets theirs).
+// Such a WaitKey is neither compared nor replaced, so that registering a
+// CRON trigger again (every replica does, at start) leaves a WaitFor in
+// progress as it is. Nor is the payload while the stored trigger has a wait
+// (Wait.Kind is set from its park until it moves on to a new plan): it holds
+// what the run checkpointed and the resumes delivered, which a registration
+// must not wipe. A store therefore writes t's payload only when the
+// returned trigger has no wait, and keeps its own otherwise; a registration
+// after the occurrence ended puts the registered payload back.
 func Redefine(stored, t Trigger, samePayload bool, now time.Time) (Trigger, RegisterResult) {
 	keyOwned := stored.Wait.Kind != WaitKindNone || !stored.Type.waitsForever()
-	if samePayload && sameDefinition(&stored, &t, keyOwned) {
+	runPayload := stored.Wait.Kind != WaitKindNone
+	if (samePayload || runPayload) && sameDefinition(&stored, &t, keyOwned) {
 		return stored, RegisterUnchanged
 	}
 	u := stored
@@ -190,6 +197,9 @@ func Redefine(stored, t Trigger, samePayload bool, now time.Time) (Trigger, Regi
 	if (reschedule || stored.State.Final()) && stored.State != StateRunning {
 		u.State, u.DueAt, u.PlannedAt, u.Attempt = t.InitialState(), t.DueAt, t.DueAt, 0
 		u.Wait = Wait{}
+	}
+	if u.Wait.Kind != WaitKindNone {
+		u.Payload = nil // the stored one stays
 	}
 	return u, RegisterUpdated
 }

@@ -142,7 +142,10 @@ func WaitUntil(at time.Time) error {
 
 // WaitFor ends the run and parks the trigger until [Scheduler.Resume]
 // delivers token, whose payload is then merged into the trigger's
-// (top-level keys of the resume payload win). A resume that came before
+// (top-level keys of the resume payload win). The merge is for good: the
+// occurrences of a CRON trigger after this one see it too, until the
+// trigger is registered again with its own payload (a registration that
+// reports an update). A resume that came before
 // the wait is kept by the store and ends the wait at once. With a positive
 // timeout the wait also ends after timeout, once, with the outcome
 // WaitTimedOut; zero waits forever. The token must be unique to this wait:
@@ -390,8 +393,10 @@ func (s *Scheduler) Children(ctx context.Context, parentID string) ([]Trigger, e
 // from it: the consumer reads its progress from Trigger.Payload and goes on.
 // It returns once the store has it (for a durable store: on disk), and sets
 // the Payload of the trigger in ctx ([FromContext]) and of the *Trigger
-// passed to the consumer. Outside a run it returns ErrInvalid; after the run
-// lost its lease, ErrLeaseLost.
+// passed to the consumer. The run's outcome keeps it (a Reschedule with a
+// payload replaces it), and so does a wait; like a resume's payload, it
+// stays the trigger's payload for a CRON trigger's later occurrences. Outside
+// a run it returns ErrInvalid; after the run lost its lease, ErrLeaseLost.
 func Checkpoint(ctx context.Context, payload Payload) error {
 	h, ok := ctx.Value(runKey{}).(*runContext)
 	if !ok {
@@ -455,6 +460,9 @@ func (s *Scheduler) prepareRun(rc *runContext) error {
 // waitOf returns the wait that err asks for, nil when it asks for none, or
 // ErrConcurrentWait when it asks for a wait and anything else.
 func waitOf(err error) (*waitSpec, error) {
+	if err == nil {
+		return nil, nil // the common case, without the walk's allocations
+	}
 	var waits, directives int
 	var w *waitSpec
 	var walk func(error)

@@ -49,15 +49,22 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 			res = r
 			return nil
 		}
-		next := &record{t: u, payload: nr.payload, counted: old.counted}
+		// In a wait, the payload is the run's (see trigger.Redefine).
+		payload := func(r *record) []byte {
+			if u.Wait.Kind != trigger.WaitKindNone {
+				return r.payload
+			}
+			return nr.payload
+		}
+		next := &record{t: u, payload: payload(old), counted: old.counted}
 		next.t.Payload = nil
 		normalise(&next.t)
 		if l != nil {
 			// Running here: the record keeps what the claim wrote (or will
 			// write), and the lease's copy of it, which its outcome is
 			// built on, keeps the rest; only the definition changes.
-			next = redefined(old, &u, nr.payload, now)
-			w.setRec(l, redefined(l.rec, &u, nr.payload, now))
+			next = redefined(old, &u, payload(old), now)
+			w.setRec(l, redefined(l.rec, &u, payload(l.rec), now))
 			l.priority, l.updatedAt = u.Priority, now
 		}
 		if err := w.replace(old, next); err != nil {

@@ -314,7 +314,7 @@ func (s *Store) Park(ctx context.Context, id string, token uint64, p trigger.Par
 		w.s.mu.Lock()
 		defer w.s.mu.Unlock()
 		if w.s.leases[id] != l || l.endedTx != 0 {
-			if w.b.triggers.Get([]byte(id)) == nil {
+			if w.lookup([]byte(id)) == nil {
 				return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
 			}
 			return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)

@@ -34,7 +34,10 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 		s.detach(r) // priority, state and due time may change
 	}
 	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
-	r.payload, r.state, r.due, r.attempt, r.updated = nr.payload, u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
+	r.state, r.due, r.attempt, r.updated = u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
+	if u.Wait.Kind == trigger.WaitKindNone {
+		r.payload = nr.payload // in a wait, the run's payload stays (see trigger.Redefine)
+	}
 	kept := r.rare() // the wait fields, which the store owns
 	r.setExtra(&u)
 	m := r.rare()

@@ -42,6 +42,12 @@
 //     fails, is canceled, requeued or registered again is still paused.
 //   - Register compares payloads as the store keeps them: the same map,
 //     serialised again, is the same payload.
+//
+// A store that implements [trigger.WaitStore] is also held to its contract
+// (the Waits group) and to how waits meet the rest of it (the
+// WaitsAndRecurring group: a run's outcome keeps its Checkpoint, a wait
+// keeps PlannedAt and Paused, Register leaves a wait alone); both groups
+// are skipped for a store that does not.
 package storetest
 
 import (
@@ -85,6 +91,7 @@ func Run(t *testing.T, newStore func(t *testing.T) trigger.Store) {
 		{"Unpause", suite.unpause},
 		{"InvalidInput", suite.invalidInput},
 		{"Waits", suite.waits},
+		{"WaitsAndRecurring", suite.waitsAndRecurring},
 	} {
 		t.Run(g.name, func(t *testing.T) { g.run(s, t) })
 	}
