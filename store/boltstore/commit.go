@@ -118,8 +118,11 @@ func (s *Store) enqueue(o *op) error {
 		return nil
 	}
 	s.waiting++
+	wake := s.waiting >= s.wakeAt
 	s.qmu.Unlock()
-	s.signal()
+	if wake {
+		s.signal()
+	}
 	return nil
 }
 
@@ -352,24 +355,21 @@ func (s *Store) gather(w *writeTx, all []*op, want int, limit time.Duration) (_ 
 				s.gatherTimer.Reset(limit)
 			}
 			defer s.gatherTimer.Stop()
-		}
-		n := len(all)
-		for len(all) == n {
-			if s.waiters() == 0 {
-				w0 := time.Now()
-				select {
-				case <-s.wake:
-				case <-s.gatherTimer.C:
-				}
-				waited += time.Since(w0)
-			}
-			if all = s.takeWriters(all, maxGroup-n); len(all) == n && !time.Now().Before(deadline) {
-				break
-			}
-		}
-		if len(all) == n {
+			defer s.wakeOn(0)
+		} else if !time.Now().Before(deadline) {
 			break
 		}
+		// Sleep until a few writers have queued (each wake costs a switch
+		// of goroutines) or the deadline.
+		if !s.wakeOn(min(want-writers, gatherStep)) {
+			w0 := time.Now()
+			select {
+			case <-s.wake:
+			case <-s.gatherTimer.C:
+			}
+			waited += time.Since(w0)
+		}
+		all = s.takeWriters(all, maxGroup-len(all))
 	}
 	// Lazy ops go last: a claim's record is then left out when the run's
 	// Finish joined the group meanwhile (see persistClaim).
@@ -380,6 +380,19 @@ func (s *Store) gather(w *writeTx, all []*op, want int, limit time.Duration) (_ 
 		}
 	}
 	return all, waited, nil
+}
+
+// gatherStep is how many writers gather lets queue before it wakes to
+// apply them.
+const gatherStep = 8
+
+// wakeOn makes writers wake the committer only once n of them are queued
+// (0 or 1: on every write), and reports whether n are queued already.
+func (s *Store) wakeOn(n int) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.wakeAt = n
+	return s.waiting >= n
 }
 
 // writeTx is the transaction of one commit group, as the ops see it.

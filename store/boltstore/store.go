@@ -87,14 +87,15 @@ type Store struct {
 	reserving bool                     // a reservation of more tokens is queued
 	fresh     freshTable               // records just inserted; see fresh.go
 
-	// The commit queue; see commit.go.
-	group writeTx // the group being committed, reused (committer only)
-	qmu   sync.Mutex
-	queue []*op
-	spare []*op // the array of a queue taken before, for reuse
-	// gatherTimer ends gather's wait (committer only).
-	gatherTimer *time.Timer
-	waiting     int // ops in queue that a writer waits for (not lazy)
+	// The commit queue; see commit.go. The committer alone uses group and
+	// gatherTimer; qmu guards the rest, up to closing.
+	group       writeTx     // the group being committed, reused
+	gatherTimer *time.Timer // ends gather's wait
+	qmu         sync.Mutex
+	queue       []*op
+	spare       []*op // the array of a queue taken before, for reuse
+	waiting     int   // ops in queue that a writer waits for (not lazy)
+	wakeAt      int   // a write wakes the committer when this many wait (see wakeOn)
 	// lazyTimer wakes the committer for lazy ops no durable write took
 	// along; lazyArmed says it is running, lazyDue that it fired.
 	lazyTimer *time.Timer
