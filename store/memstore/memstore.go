@@ -597,8 +597,14 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 			}
 		}
 	}
+	return s.read(func() []*record { return firstByID(members, q.After, q.Limit) })
+}
+
+// read copies out the records pick returns, under the read lock, and
+// decodes their payloads after releasing it.
+func (s *Store) read(pick func() []*record) ([]trigger.Trigger, error) {
 	s.mu.RLock()
-	rs := firstByID(members, q.After, q.Limit)
+	rs := pick()
 	ts := make([]trigger.Trigger, len(rs))
 	payloads := make([]string, len(rs))
 	for i, r := range rs {

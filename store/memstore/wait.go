@@ -325,19 +325,9 @@ func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigge
 	if parentID == "" {
 		return nil, errEmptyID
 	}
-	s.mu.RLock()
-	cs := s.w.children[parentID]
-	ts := make([]trigger.Trigger, len(cs))
-	payloads := make([]string, len(cs))
-	for i, r := range cs {
-		payloads[i] = s.trigger(r, &ts[i])
-	}
-	s.mu.RUnlock()
-	for i := range ts {
-		var err error
-		if ts[i].Payload, err = decode(ts[i].ID, payloads[i]); err != nil {
-			return nil, err
-		}
+	ts, err := s.read(func() []*record { return s.w.children[parentID] })
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ts, func(a, b trigger.Trigger) int { return strings.Compare(a.ID, b.ID) })
 	return ts, nil
