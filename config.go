@@ -59,7 +59,12 @@ type Config struct {
 	RetryFactor float64
 
 	// Retention is how long completed and canceled triggers stay in the
-	// store before they are purged. Negative keeps them forever. Defaults to
+	// store before they are purged, and how long the store remembers a wait
+	// token that no trigger waits for (an early resume no waiter took, a
+	// delivered token, the token of a wait that ended otherwise) after its
+	// last change: a duplicate resume later than that is taken as new and
+	// stored, and an early resume is dropped if its waiter has not parked by
+	// then (see [Scheduler.Resume]). Negative keeps them forever. Defaults to
 	// 24h.
 	Retention time.Duration
 	// FailedRetention is how long failed triggers stay in the store (for

@@ -40,7 +40,9 @@
 // A wait ([WaitUntil], [WaitFor], [WaitChildren]) ends the run and parks the
 // trigger in the store, holding no worker; [Scheduler.Resume] delivers a
 // token (even before the waiter parks), and the next run reads how the wait
-// ended with [WaitResultFrom]. See [WaitStore].
+// ended with [WaitResultFrom]. The store remembers a token, which is what
+// makes Resume idempotent, for [Config.Retention] once no trigger waits for
+// it. See [WaitStore].
 //
 // Completed, failed and canceled are final. A failed trigger is the dead
 // letter: it stays in the store with its last error until [Scheduler.Retry]

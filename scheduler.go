@@ -913,7 +913,8 @@ func (s *Scheduler) scanRange(q DueQuery, take func([]Ref) bool) (stoppedEarly b
 	return false, nil
 }
 
-// purge deletes final triggers older than their retention.
+// purge deletes final triggers older than their retention, and the wait
+// tokens no trigger waits for that last changed more than Retention ago.
 func (s *Scheduler) purge(now time.Time) {
 	for _, p := range []struct {
 		state State
@@ -932,6 +933,21 @@ func (s *Scheduler) purge(now time.Time) {
 			if n < q.Limit {
 				break
 			}
+		}
+	}
+	ws, ok := s.store.(WaitStore)
+	if !ok || s.cfg.Retention < 0 {
+		return
+	}
+	before := now.Add(-s.cfg.Retention)
+	for !s.isStopped() {
+		n, err := ws.PurgeTokens(s.io, before, s.cfg.ScanLimit)
+		if err != nil {
+			s.log.Error("purge of wait tokens failed", slog.Any("error", err))
+			break
+		}
+		if n < s.cfg.ScanLimit {
+			break
 		}
 	}
 }

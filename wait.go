@@ -188,11 +188,14 @@ const (
 	// resume, and the first wait for the token ends at once with it.
 	ResumeStored
 	// ResumeDuplicate: the token was resumed before (delivered or stored);
-	// nothing changed.
+	// nothing changed. The store remembers a token for Config.Retention
+	// once no trigger waits for it: a duplicate later than that is
+	// ResumeStored (see Scheduler.Resume).
 	ResumeDuplicate
 	// ResumeTooLate: the wait for the token ended without it (it timed
 	// out, or the trigger was fired, canceled or deleted); nothing
-	// changed.
+	// changed. Past Config.Retention, as for ResumeDuplicate, the resume
+	// is stored instead.
 	ResumeTooLate
 )
 
@@ -264,6 +267,32 @@ type WaitStore interface {
 	// Checkpoint replaces the payload of a running trigger, fenced by token
 	// like Extend; nothing else changes. It is durable when it returns.
 	Checkpoint(ctx context.Context, id string, token uint64, now time.Time, payload Payload) error
+	// PurgeTokens deletes up to limit token records that no trigger waits
+	// for and that last changed before before, and returns how many it
+	// deleted.
+	//
+	// A token record is what makes Resume idempotent and keeps a resume
+	// that comes before its waiter: the store writes one the first time it
+	// sees a key (a resume, or a trigger waiting for it) and stamps it with
+	// the time of every change: the now of an early resume, of the write
+	// that binds the key to a waiter (Park, or the Save of a waiting
+	// trigger: its UpdatedAt), of a delivery. A duplicate or too-late
+	// Resume changes nothing, the stamp included.
+	//
+	// A trigger waits for a token while it is waiting with that WaitKey in
+	// a WaitKindToken wait not yet resumed (the trigger Resume would
+	// deliver to): that token is never purged, however old. Every other
+	// token may be: an early resume no waiter took, a delivered token, the
+	// token of a wait that ended otherwise, of a trigger that moved on to
+	// another key, or of one that is gone. Once purged, a key is new to the
+	// store: a Resume of it is stored (ResumeStored) instead of being a
+	// duplicate or too late, and any trigger may wait for it.
+	//
+	// A store may delete in several writes (each token is checked and
+	// deleted atomically); on error it returns how many it deleted before.
+	// Fewer than limit means it found no more to delete. A zero before or a
+	// limit below one fails with ErrInvalid and changes nothing.
+	PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // Park describes a wait; see WaitStore.Park.
@@ -354,6 +383,18 @@ func (s *Scheduler) waitStore(what string) (WaitStore, error) {
 // ResumeTooLate. An empty or overlong token, or a payload that cannot be
 // serialised, gets ErrInvalid and changes nothing. Resume may be called
 // before Start (the trigger then runs once the scheduler starts).
+//
+// The store remembers a token for [Config.Retention] after its last change
+// (the first resume, the waiter parking on it, the delivery) once no
+// trigger waits for it; then the scheduler purges it
+// ([WaitStore.PurgeTokens]). A token a trigger waits for is kept however
+// long the wait. So idempotence, and the early resume, last Retention: a
+// duplicate resume that arrives more than Retention after the token last
+// changed is taken as new and stored (ResumeStored, not ResumeDuplicate or
+// ResumeTooLate), and is purged in turn one Retention later; a stored resume
+// whose waiter has not parked within Retention is dropped, and the waiter
+// waits for another resume or its timeout. A negative Retention keeps
+// tokens forever, as it keeps final triggers.
 func (s *Scheduler) Resume(ctx context.Context, token string, payload Payload) (ResumeResult, error) {
 	if token == "" || len(token) > maxWaitKey {
 		return 0, invalidf("Resume: the token must be 1 to %d bytes, got %d", maxWaitKey, len(token))

@@ -64,11 +64,20 @@
 // and the token reservation, the records keyed by trigger ID, three index
 // buckets (due time, state, and final state by update time) and two for
 // waits (wait tokens, and the children of each parent). The format version
-// is 5; Open upgrades a file of any older version (versions 2 and 3 dropped
+// is 6; Open upgrades a file of any older version (versions 2 and 3 dropped
 // the state index entries of scheduled, then completed triggers, which List
 // finds by a scan of the records; version 4 added the fields of recurring
 // triggers to records; version 5 the wait buckets and the wait fields of
-// records) and refuses one of a newer version with [ErrFormat]. Records use
+// records; version 6 the time of a wait token's last change, which Open
+// sets to the time of the upgrade for the tokens of a version 5 file, in
+// the transaction that opens it) and refuses one of a newer version with
+// [ErrFormat]. A file Open upgraded cannot be opened by an older build.
+//
+// Wait tokens stay until [Store.PurgeTokens] deletes them (the scheduler
+// calls it every minute, with Config.Retention). The tokens bucket is
+// ordered by key, so a purge reads every token, a page of 1,024 per read
+// transaction; the stale ones of each page are deleted in one write of the
+// commit group, committed and synced before the next page. Records use
 // a compact, versioned binary
 // encoding (see codec.go). A record that does not decode is reported with
 // its ID ([ErrCorrupt] from Get, a log entry from scans, which skip it); the

@@ -47,8 +47,11 @@ var (
 // Version 5 added the wait buckets (tokens and children) and the wait
 // fields of a record (ParentID, Wait), in the bits after version 4's; Open
 // creates the buckets in an older file. Older records need no change: they
-// decode as before, with no recurring or wait fields.
-const formatVersion = 5
+// decode as before, with no recurring or wait fields. Version 6 stamps each
+// wait token with the time of its last change, for PurgeTokens; Open
+// rewrites the tokens of a version 5 file as changed at the upgrade (see
+// upgradeTokens in wait.go).
+const formatVersion = 6
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
@@ -112,6 +115,8 @@ type Store struct {
 
 	reportMu sync.Mutex
 	reported map[string]struct{}
+
+	sweep tokenSweep // where PurgeTokens goes on; see wait.go
 }
 
 var _ trigger.Store = (*Store)(nil)
@@ -292,9 +297,10 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 // upgrade brings a file of an older format version up to formatVersion, in
 // the transaction that opens it: it drops the state index entries of the
 // states the current version does not index (scheduled since version 2,
-// completed since version 3), creates the wait buckets (version 5) and
-// writes the new version. Records need no change: the fields of versions 4
-// and 5 take new bits, so older records decode as they are.
+// completed since version 3), creates the wait buckets (version 5), stamps
+// the wait tokens (version 6) and writes the new version. Records need no
+// change: the fields of versions 4 and 5 take new bits, so older records
+// decode as they are.
 func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket, from uint32) error {
 	if b := tx.Bucket(bucketState); b != nil {
 		c := b.Cursor()
@@ -315,6 +321,11 @@ func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket, from uint32) error {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
+		}
+	}
+	if from < 6 {
+		if err := upgradeTokens(tx, time.Now()); err != nil {
+			return err
 		}
 	}
 	return meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion))

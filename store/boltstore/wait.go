@@ -7,7 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/triggerkit/trigger"
 )
@@ -16,17 +20,20 @@ import (
 //
 // Two buckets (format version 5) hold the wait state besides the records:
 //
-//	tokens    key -> state | id | payload     one per wait token
-//	children  len(parent) | parent | child    one per child, empty value
+//	tokens    key -> state | changed | id | payload   one per wait token
+//	children  len(parent) | parent | child            one per child, empty value
 //
-// A token value is its state byte, the bound trigger's ID (a uvarint length
-// then the bytes; empty for an early resume) and, for an early resume, the
-// payload's JSON to the end. A token record lives from the first time the
-// key is seen (a resume, or a trigger waiting for it) until the trigger
-// bound to it is deleted or purged; a resume for which no trigger ever
-// waits stays in the file. The children bucket lets a parent's run read its
-// children with one range scan; a parent ID is at most 255 bytes, so its
-// length fits the one-byte prefix.
+// A token value (format version 6) is its state byte, the time of its last
+// change (created, bound to a waiter, delivered: a zig-zag varint of Unix
+// seconds then a uvarint of nanoseconds, as in records), the bound
+// trigger's ID (a uvarint length then the bytes; empty for an early resume)
+// and, for an early resume, the payload's JSON to the end. Version 5 values
+// had no time; Open rewrites them (see upgradeTokens). A token record lives
+// from the first time the key is seen (a resume, or a trigger waiting for
+// it) until the trigger bound to it is deleted or purged, or PurgeTokens
+// deletes it. The children bucket lets a parent's run read its children
+// with one range scan; a parent ID is at most 255 bytes, so its length fits
+// the one-byte prefix.
 //
 // Every change goes through the commit group under s.mu, like Finish: Park
 // is fenced by the claim's token and ends the lease; Resume and the end of
@@ -41,10 +48,45 @@ const (
 	tokenDelivered                 // a resume was delivered to the trigger
 )
 
+// tokenRec is a decoded token value.
 type tokenRec struct {
 	state   byte
+	changed time.Time // its last change: created, bound, delivered
 	id      string
 	payload []byte
+}
+
+// appendToken appends the value of tk to dst.
+func appendToken(dst []byte, tk *tokenRec) []byte {
+	dst = append(dst, tk.state)
+	dst = binary.AppendVarint(dst, tk.changed.Unix())
+	dst = binary.AppendUvarint(dst, uint64(tk.changed.Nanosecond()))
+	dst = appendString(dst, tk.id)
+	return append(dst, tk.payload...)
+}
+
+// errBadToken says why a token value does not decode; callers wrap it in
+// ErrCorrupt with the key.
+var errBadToken = errors.New("bad state")
+
+// decodeToken decodes a token value. It never panics, and the result owns
+// its memory (v may be bbolt's mmap).
+func decodeToken(v []byte) (tokenRec, error) {
+	if len(v) == 0 || v[0] < tokenEarly || v[0] > tokenDelivered {
+		return tokenRec{}, errBadToken
+	}
+	d := decoder{b: v[1:]}
+	tk := tokenRec{state: v[0]}
+	d.time(1, 1, &tk.changed)
+	id := d.bytes()
+	if d.err != nil {
+		return tokenRec{}, d.err
+	}
+	tk.id = string(id)
+	if len(d.b) > 0 {
+		tk.payload = bytes.Clone(d.b)
+	}
+	return tk, nil
 }
 
 func (w *writeTx) getToken(key string) (*tokenRec, error) {
@@ -52,24 +94,21 @@ func (w *writeTx) getToken(key string) (*tokenRec, error) {
 	if v == nil {
 		return nil, nil
 	}
-	if len(v) < 2 || v[0] < tokenEarly || v[0] > tokenDelivered {
-		return nil, fmt.Errorf("%w: wait token %q: bad record", ErrCorrupt, key)
+	tk, err := decodeToken(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: wait token %q: %v", ErrCorrupt, key, err)
 	}
-	n, k := binary.Uvarint(v[1:])
-	if k <= 0 || n > uint64(len(v)-1-k) {
-		return nil, fmt.Errorf("%w: wait token %q: truncated record", ErrCorrupt, key)
-	}
-	id := v[1+k : 1+k+int(n)]
-	tk := &tokenRec{state: v[0], id: string(id)}
-	if rest := v[1+k+int(n):]; len(rest) > 0 {
-		tk.payload = bytes.Clone(rest)
-	}
-	return tk, nil
+	return &tk, nil
 }
 
 func (w *writeTx) putToken(key string, tk tokenRec) {
-	v := append([]byte{tk.state}, appendString(nil, tk.id)...)
-	w.check(w.b.tokens.Put([]byte(key), append(v, tk.payload...)))
+	w.check(w.b.tokens.Put([]byte(key), appendToken(nil, &tk)))
+}
+
+// waitsFor reports whether t waits for key: it is waiting for it in a
+// token wait not yet resumed, the trigger Resume would deliver key to.
+func waitsFor(t *trigger.Trigger, key string) bool {
+	return t.State == trigger.StateWaiting && t.WaitKey == key && t.Wait.Kind == trigger.WaitKindToken && !t.Wait.Resumed
 }
 
 func childKey(parent, child string) []byte {
@@ -177,9 +216,9 @@ func bindNew(w *writeTx, news []change) ([]change, binds, error) {
 }
 
 // waitOn binds r's wait key to r, about to wait for it, and returns the
-// token record to write; if the key has an early resume (or was delivered
-// to r before), r is scheduled at now with the resume instead. It writes
-// nothing.
+// token record to write, changed at now; if the key has an early resume
+// (or was delivered to r before), r is scheduled at now with the resume
+// instead. It writes nothing.
 func (w *writeTx) waitOn(r *record, now time.Time) (tokenRec, error) {
 	t := &r.t
 	tk, err := w.getToken(t.WaitKey)
@@ -188,7 +227,7 @@ func (w *writeTx) waitOn(r *record, now time.Time) (tokenRec, error) {
 	}
 	switch {
 	case tk == nil:
-		return tokenRec{state: tokenWaiter, id: t.ID}, nil
+		return tokenRec{state: tokenWaiter, changed: now, id: t.ID}, nil
 	case tk.state == tokenEarly:
 		p, err := mergeJSON(r.payload, tk.payload)
 		if err != nil {
@@ -196,12 +235,12 @@ func (w *writeTx) waitOn(r *record, now time.Time) (tokenRec, error) {
 		}
 		r.payload = p
 		wake(t, now, true)
-		return tokenRec{state: tokenDelivered, id: t.ID}, nil
+		return tokenRec{state: tokenDelivered, changed: now, id: t.ID}, nil
 	case tk.state == tokenDelivered: // delivered to r before: its run asks again
 		wake(t, now, true)
-		return *tk, nil
 	}
-	return *tk, nil // bound to r already
+	tk.changed = now // bound to r again
+	return *tk, nil
 }
 
 // wake ends the wait of t: it becomes scheduled at now, with Wait.Resumed
@@ -383,7 +422,7 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 		}
 		switch {
 		case tk == nil:
-			w.putToken(key, tokenRec{state: tokenEarly, payload: pl})
+			w.putToken(key, tokenRec{state: tokenEarly, changed: now, payload: pl})
 			res = trigger.ResumeStored
 			return nil
 		case tk.state != tokenWaiter:
@@ -398,8 +437,7 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 		if l := w.s.leases[tk.id]; l != nil && l.endedTx == 0 {
 			return nil // running: fired or timed out
 		}
-		t := &old.t
-		if t.State != trigger.StateWaiting || t.WaitKey != key || t.Wait.Kind != trigger.WaitKindToken || t.Wait.Resumed {
+		if !waitsFor(&old.t, key) {
 			return nil
 		}
 		r := *old
@@ -411,7 +449,7 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 		if err := w.replace(old, &r); err != nil {
 			return err
 		}
-		w.putToken(key, tokenRec{state: tokenDelivered, id: tk.id})
+		w.putToken(key, tokenRec{state: tokenDelivered, changed: now, id: tk.id})
 		w.mark(tk.id)
 		res, id = trigger.ResumeDelivered, tk.id
 		return nil
@@ -490,4 +528,234 @@ func (s *Store) Checkpoint(ctx context.Context, id string, token uint64, now tim
 		l.updatedAt = now
 		return nil
 	})
+}
+
+// Token purge.
+//
+// The tokens bucket is ordered by key, not by time, so PurgeTokens reads
+// it all: in pages of tokenPage records, each in a read transaction of its
+// own, which does not hold up the committer. A page reads a token's time
+// first, and the trigger bound to it only for an old one. The stale
+// tokens of a page are then deleted by one write through the commit group,
+// which checks each again (its value unchanged, its trigger still not
+// waiting for it) so that a token bound, resumed or rewritten since the
+// read is kept. A call goes on from where the last one stopped (s.sweep)
+// and at most once round the bucket, so the calls of one purge of the
+// scheduler read each token about once, whatever their limit.
+
+// tokenPage is the most token records one page of PurgeTokens reads, and
+// so the most one of its writes deletes.
+const tokenPage = 1024
+
+// tokenSweep is where PurgeTokens goes on: after the key it read last.
+type tokenSweep struct {
+	mu    sync.Mutex
+	after []byte // nil: from the first key
+}
+
+func (ts *tokenSweep) load() []byte {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.after
+}
+
+func (ts *tokenSweep) store(after []byte) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.after = after
+}
+
+// staleToken is a token that a page found purgeable, with its value then.
+type staleToken struct{ key, value []byte }
+
+// PurgeTokens implements trigger.WaitStore; see the comment above
+// tokenPage for how it goes. Each page's deletes are committed and synced
+// before the next page is read; on error, the pages before stay deleted.
+// A token record that does not decode is kept and logged. Its cost is a
+// read of every token record per call that deletes fewer than limit.
+func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := s.ready(ctx, invalidIf(before.IsZero(), "token purge needs a cutoff time"),
+		invalidIf(limit <= 0, "token purge limit %d must be positive", limit)); err != nil {
+		return 0, err
+	}
+	// The lap: the keys after start, then (wrapped) the keys up to start.
+	start := s.sweep.load()
+	after, wrapped := start, false
+	n := 0
+	for n < limit {
+		if err := s.ready(ctx); err != nil {
+			return n, err
+		}
+		var until []byte
+		if wrapped {
+			until = start
+		}
+		stale, last, done, err := s.staleTokens(after, until, before, min(limit-n, tokenPage))
+		if err != nil {
+			return n, err
+		}
+		if len(stale) > 0 {
+			d, err := s.deleteTokens(ctx, stale)
+			n += d
+			if err != nil {
+				return n, err
+			}
+		}
+		if last != nil {
+			after = last
+			s.sweep.store(last)
+		}
+		if !done {
+			continue
+		}
+		if wrapped || start == nil {
+			break // once round
+		}
+		after, wrapped = nil, true
+	}
+	return n, nil
+}
+
+// staleTokens reads a page of the tokens bucket in a read transaction:
+// from the key after after (nil: the first) to until (nil: the last), at
+// most tokenPage records, stopping once it found want purgeable ones. It
+// returns those with their values, the last key it read (nil if none) and
+// whether it reached the end of the range.
+func (s *Store) staleTokens(after, until []byte, before time.Time, want int) (stale []staleToken, last []byte, done bool, err error) {
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, nil, false, s.dbErr(err)
+	}
+	defer tx.Rollback()
+	triggers := tx.Bucket(bucketTriggers)
+	c := tx.Bucket(bucketTokens).Cursor()
+	var k, v []byte
+	if after == nil {
+		k, v = c.First()
+	} else if k, v = c.Seek(after); bytes.Equal(k, after) {
+		k, v = c.Next()
+	}
+	for read := 0; k != nil; k, v = c.Next() {
+		if until != nil && bytes.Compare(k, until) > 0 {
+			return stale, last, true, nil
+		}
+		if read == tokenPage || len(stale) == want {
+			return stale, last, false, nil
+		}
+		read++
+		last = bytes.Clone(k)
+		tk, err := decodeToken(v)
+		if err != nil {
+			s.reportToken(k, err)
+			continue
+		}
+		if !tk.changed.Before(before) {
+			continue
+		}
+		if tk.id != "" {
+			r := triggers.Get([]byte(tk.id))
+			if r != nil {
+				rec, err := decodeRecord(tk.id, r)
+				if err != nil || waitsFor(&rec.t, string(k)) {
+					continue // a trigger that does not decode may wait for it
+				}
+			}
+		}
+		stale = append(stale, staleToken{key: last, value: bytes.Clone(v)})
+	}
+	return stale, last, true, nil
+}
+
+// deleteTokens deletes the tokens of stale that are still as the page read
+// them and that no trigger waits for, in one write, and returns how many it
+// deleted.
+func (s *Store) deleteTokens(ctx context.Context, stale []staleToken) (int, error) {
+	var n int
+	err := s.write(ctx, func(w *writeTx) error {
+		n = 0
+		for _, st := range stale {
+			if v := w.b.tokens.Get(st.key); !bytes.Equal(v, st.value) {
+				continue // changed or deleted since the read
+			}
+			tk, err := decodeToken(st.value)
+			if err != nil {
+				continue // it decoded when read
+			}
+			if tk.id != "" {
+				r, err := w.get(tk.id)
+				if err != nil || (r != nil && waitsFor(&r.t, string(st.key))) {
+					continue
+				}
+			}
+			w.check(w.b.tokens.Delete(st.key))
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// reportToken logs a token record that does not decode, once per key (in
+// the set of reportCorrupt, under a prefix no trigger ID has).
+func (s *Store) reportToken(key []byte, err error) {
+	id := "\x00token\x00" + string(key)
+	s.reportMu.Lock()
+	_, seen := s.reported[id]
+	if !seen && len(s.reported) < 4096 {
+		s.reported[id] = struct{}{}
+	}
+	s.reportMu.Unlock()
+	if !seen {
+		s.log.Error("boltstore: keeping a wait token record that does not decode; a Resume of its key fails with ErrCorrupt",
+			slog.String("wait_key", string(key)), slog.Any("error", err))
+	}
+}
+
+// upgradeTokens rewrites the token values of a file of format version 5,
+// which have no time, as version 6 values changed at now (the time of the
+// upgrade): the tokens no trigger waits for are purged one retention after
+// the upgrade. A value that does not decode as version 5 is left as it is
+// (a Resume of its key fails with ErrCorrupt, as before). It runs in the
+// transaction that opens the file, and writes every token once.
+func upgradeTokens(tx *bbolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketTokens)
+	if b == nil {
+		return nil
+	}
+	now = now.Round(0).UTC()
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		tk, ok := decodeTokenV5(v)
+		if !ok {
+			continue
+		}
+		tk.changed = now
+		key := bytes.Clone(k)
+		if err := b.Put(key, appendToken(nil, &tk)); err != nil {
+			return err
+		}
+		c.Seek(key) // a write may move the cursor: put it back on key
+	}
+	return nil
+}
+
+// decodeTokenV5 decodes a token value of format version 5: its state byte,
+// the bound trigger's ID (a uvarint length then the bytes) and the payload
+// to the end.
+func decodeTokenV5(v []byte) (tokenRec, bool) {
+	if len(v) < 2 || v[0] < tokenEarly || v[0] > tokenDelivered {
+		return tokenRec{}, false
+	}
+	n, k := binary.Uvarint(v[1:])
+	if k <= 0 || n > uint64(len(v)-1-k) {
+		return tokenRec{}, false
+	}
+	tk := tokenRec{state: v[0], id: string(v[1+k : 1+k+int(n)])}
+	if rest := v[1+k+int(n):]; len(rest) > 0 {
+		tk.payload = bytes.Clone(rest)
+	}
+	return tk, true
 }

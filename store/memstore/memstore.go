@@ -27,7 +27,10 @@
 // in a list that Due scans for expired leases. That list is short, as a
 // store runs at most as many triggers at once as its schedulers have
 // workers. List of scheduled triggers scans the whole store; List of another
-// state, and Purge, scan the triggers in that state. Times are kept as Unix
+// state, and Purge, scan the triggers in that state. A wait token (see
+// trigger.WaitStore) takes about 100 bytes and its key from its first
+// resume or wait until PurgeTokens deletes it, which walks every token
+// (see Store.PurgeTokens). Times are kept as Unix
 // nanoseconds: the times a store keeps (due times, lease deadlines, now)
 // must lie in the years 1678 to 2262.
 package memstore

@@ -14,10 +14,11 @@ import (
 //
 // A wait token has a record from the first time it is seen (a resume, or a
 // trigger parking on it) until the trigger bound to it is deleted or
-// purged: that is what makes a second resume a no-op that says so. A
-// resume for which no trigger ever parks stays until the store is dropped.
-// The children of a parent are indexed by the parent's ID, so the parent's
-// run reads them without a scan.
+// purged, or PurgeTokens deletes it: that is what makes a second resume a
+// no-op that says so. A record carries the time of its last change, which
+// PurgeTokens compares with its cutoff. The children of a parent are
+// indexed by the parent's ID, so the parent's run reads them without a
+// scan.
 
 var _ trigger.WaitStore = (*Store)(nil)
 
@@ -30,6 +31,7 @@ type waits struct {
 // token is the record of a wait token.
 type token struct {
 	state   tokenState
+	changed int64  // Unix nanoseconds of its last change: created, bound, delivered
 	id      string // the trigger bound to it (waiter or delivered)
 	payload string // an early resume's payload, as JSON
 }
@@ -86,8 +88,8 @@ func (s *Store) bindKey(r *record) {
 }
 
 // waitOn binds r's wait key to r, which is about to wait (detached); if
-// the key has an early resume, r is resumed at now instead. s.mu must be
-// held and the key checked free.
+// the key has an early resume, r is resumed at now instead. Either way the
+// token changed at now. s.mu must be held and the key checked free.
 func (s *Store) waitOn(r *record, now int64) {
 	key := r.x.waitKey
 	if s.w.tokens == nil {
@@ -96,7 +98,8 @@ func (s *Store) waitOn(r *record, now int64) {
 	tk := s.w.tokens[key]
 	switch {
 	case tk == nil:
-		s.w.tokens[key] = &token{state: tokenWaiter, id: r.id}
+		s.w.tokens[key] = &token{state: tokenWaiter, changed: now, id: r.id}
+		return
 	case tk.state == tokenEarly:
 		r.payload = mergeJSON(r.payload, tk.payload)
 		*tk = token{state: tokenDelivered, id: r.id}
@@ -104,6 +107,22 @@ func (s *Store) waitOn(r *record, now int64) {
 	case tk.state == tokenDelivered: // delivered to r before: its run asks again
 		r.wake(now, true)
 	}
+	tk.changed = now // bound to r again, if it was bound to it already
+}
+
+// waitedOn reports whether a trigger waits for the token tk of key: its
+// trigger is waiting for key in a token wait not yet resumed, as Resume
+// would deliver to it. s.mu must be held.
+func (s *Store) waitedOn(key string, tk *token) bool {
+	if tk.id == "" {
+		return false
+	}
+	r := s.ids.get(tk.id)
+	if r == nil || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
+		return false
+	}
+	w := r.wait()
+	return w.Kind == trigger.WaitKindToken && !w.Resumed
 }
 
 // wake ends the wait of r (detached): it becomes scheduled at now, with
@@ -298,25 +317,57 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 		if s.w.tokens == nil {
 			s.w.tokens = make(map[string]*token)
 		}
-		s.w.tokens[key] = &token{state: tokenEarly, payload: p}
+		s.w.tokens[key] = &token{state: tokenEarly, changed: n, payload: p}
 		return trigger.ResumeStored, "", nil
 	case tk.state != tokenWaiter:
 		return trigger.ResumeDuplicate, "", nil
 	}
+	if !s.waitedOn(key, tk) {
+		return trigger.ResumeTooLate, "", nil
+	}
 	r := s.ids.get(tk.id)
-	if r == nil || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
-		return trigger.ResumeTooLate, "", nil
-	}
-	if w := r.wait(); w.Kind != trigger.WaitKindToken || w.Resumed {
-		return trigger.ResumeTooLate, "", nil
-	}
 	s.detach(r)
 	r.payload = mergeJSON(r.payload, p)
 	r.wake(n, true)
 	r.updated = n
 	s.attach(r)
-	tk.state = tokenDelivered
+	tk.state, tk.changed = tokenDelivered, n
 	return trigger.ResumeDelivered, r.id, nil
+}
+
+// PurgeTokens deletes old token records no trigger waits for; see
+// trigger.WaitStore.
+//
+// Tokens are kept in a map by key, with no index by time: a call walks the
+// map under the write lock until it has deleted limit tokens, looking at
+// each token's time first and at its trigger only for an old token bound
+// to one. A call that finds fewer than limit walks the whole map, so a
+// scheduler's purge costs a walk of every token (a few nanoseconds each)
+// every minute, however few are stale. The walk starts at a random place
+// (Go's map order), so the calls of one purge do not look at the same
+// kept tokens again and again: they look at about twice the map in all.
+func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error) {
+	switch {
+	case before.IsZero():
+		return 0, invalidf("token purge needs a cutoff time")
+	case limit <= 0:
+		return 0, invalidf("token purge limit %d must be positive", limit)
+	}
+	cutoff := clamp(before)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for key, tk := range s.w.tokens {
+		if n == limit {
+			break
+		}
+		if tk.changed >= cutoff || s.waitedOn(key, tk) {
+			continue
+		}
+		delete(s.w.tokens, key)
+		n++
+	}
+	return n, nil
 }
 
 // Children returns the children of a parent, ordered by ID; see
