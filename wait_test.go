@@ -457,3 +457,55 @@ func TestWaitBadInput(t *testing.T) {
 		}
 	}
 }
+
+// The scheduler's purge deletes the wait tokens no trigger waits for once
+// they last changed more than Retention ago: an early resume no waiter
+// took, and a delivered token its trigger moved on from. A duplicate
+// resume after that is taken as new (stored). The token a trigger waits
+// for is kept however long it waits. A negative Retention keeps tokens.
+func TestPurgeLoopRemovesStaleTokens(t *testing.T) {
+	t.Parallel()
+	const keep = time.Hour
+	for _, retention := range []time.Duration{keep, -1} {
+		t.Run(fmt.Sprint("retention ", retention), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := setup(t, trigger.Config{Retention: retention}, func(ctx context.Context, tr *trigger.Trigger) error {
+					switch r, waited := trigger.WaitResultFrom(ctx); {
+					case !waited:
+						return trigger.WaitFor("step-1", 0)
+					case r.Token == "step-1":
+						return trigger.WaitFor("step-2", 0) // moves on
+					}
+					return nil
+				})
+				b.schedule(t, trigger.Trigger{ID: "flow", DueAt: time.Now()})
+				time.Sleep(time.Second)
+				resume(t, b.sched, "orphan", trigger.Payload{"n": 1}, trigger.ResumeStored)
+				resume(t, b.sched, "step-1", nil, trigger.ResumeDelivered)
+				time.Sleep(time.Second)
+				if got := b.get(t, "flow"); got.State != trigger.StateWaiting || got.WaitKey != "step-2" {
+					t.Fatalf("flow after step 1: %v waiting for %q; want it waiting for step-2", got.State, got.WaitKey)
+				}
+				// Within Retention, both are remembered.
+				time.Sleep(keep / 2)
+				resume(t, b.sched, "orphan", nil, trigger.ResumeDuplicate)
+				resume(t, b.sched, "step-1", nil, trigger.ResumeDuplicate)
+				// Past it, and past the purge after it (every minute).
+				time.Sleep(keep/2 + 2*time.Minute)
+				gone := trigger.ResumeStored
+				if retention < 0 {
+					gone = trigger.ResumeDuplicate
+				}
+				resume(t, b.sched, "orphan", nil, gone)
+				resume(t, b.sched, "step-1", nil, gone)
+				// flow has waited for step-2 longer than Retention.
+				resume(t, b.sched, "step-2", nil, trigger.ResumeDelivered)
+				time.Sleep(time.Second)
+				if got := b.get(t, "flow"); got.State != trigger.StateCompleted || len(b.runs.of("flow")) != 3 {
+					t.Fatalf("flow after step 2: %v (%s) after %d runs; want completed after 3", got.State, got.LastError, len(b.runs.of("flow")))
+				}
+				b.stop(t)
+			})
+		})
+	}
+}

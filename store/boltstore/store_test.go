@@ -233,12 +233,29 @@ func TestWrap(t *testing.T) {
 
 // asVersion turns the file at path, written by this build, into a file of
 // format version v as that version wrote it: without the buckets added
-// since, and with the state index entries it kept (scheduled triggers in
-// version 1, completed ones up to version 2). The records stay: those of
-// the tests that call it use no field newer than v.
+// since, with the state index entries it kept (scheduled triggers in
+// version 1, completed ones up to version 2), and with version 5's token
+// values (no time). The records stay: those of the tests that call it use
+// no field newer than v.
 func asVersion(t *testing.T, path string, v uint32) {
 	t.Helper()
 	withDB(t, path, func(tx *bbolt.Tx) error {
+		if v == 5 {
+			b := tx.Bucket(bucketTokens)
+			c := b.Cursor()
+			for k, val := c.First(); k != nil; k, val = c.Next() {
+				tk, err := decodeToken(val)
+				if err != nil {
+					continue // left as it is, as the upgrade leaves it
+				}
+				old := append([]byte{tk.state}, appendString(nil, tk.id)...)
+				key := bytes.Clone(k)
+				if err := b.Put(key, append(old, tk.payload...)); err != nil {
+					return err
+				}
+				c.Seek(key)
+			}
+		}
 		if v < 5 {
 			for _, name := range waitBuckets {
 				if err := tx.DeleteBucket(name); err != nil {
@@ -377,6 +394,91 @@ func TestUpgradeFromOlderFormats(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// A version 5 file's wait tokens come through the upgrade with their state,
+// trigger and payload, stamped with the time of the upgrade: the ones no
+// trigger waits for are purged one retention after it, the waiter's is
+// kept, and resumes behave as before. A value that does not decode is left
+// as it was, and a purge keeps it and reports it.
+func TestUpgradeTokensFromVersion5(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	resume := func(now time.Time, key string, p trigger.Payload, want trigger.ResumeResult) {
+		t.Helper()
+		res, _, err := s.Resume(ctx, now, key, p)
+		must(t, err)
+		if res != want {
+			t.Fatalf("Resume(%q) = %v, want %v", key, res, want)
+		}
+	}
+	resume(t0, "early", trigger.Payload{"n": 1.0}, trigger.ResumeStored)
+	must(t, s.Save(ctx, t0, trigger.Trigger{ID: "w", Type: trigger.TypeEvent, WaitKey: "wk"}))
+	must(t, s.Save(ctx, t0, trigger.Trigger{ID: "d", Type: trigger.TypeEvent, WaitKey: "dk"}))
+	resume(t0, "dk", nil, trigger.ResumeDelivered)
+	must(t, s.Close())
+	asVersion(t, path, 5)
+	bad := []byte{tokenWaiter, 9, 'x'} // its ID runs past the end
+	withDB(t, path, func(tx *bbolt.Tx) error { return tx.Bucket(bucketTokens).Put([]byte("bad"), bad) })
+	v5 := map[string]string{}
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			v5[string(k)] = string(v)
+			return nil
+		})
+	})
+	if want := "\x03\x01d"; v5["dk"] != want { // delivered, to d; no time
+		t.Fatalf("version 5 value of dk = %q, want %q", v5["dk"], want)
+	}
+
+	lo := time.Now()
+	var log logBuffer
+	s = openTest(t, path, &Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	hi := time.Now()
+	must(t, s.db.View(func(tx *bbolt.Tx) error {
+		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
+			t.Errorf("format version %d after the upgrade, want %d", v, formatVersion)
+		}
+		for key, want := range map[string]tokenRec{
+			"early": {state: tokenEarly, payload: []byte(`{"n":1}`)},
+			"wk":    {state: tokenWaiter, id: "w"},
+			"dk":    {state: tokenDelivered, id: "d"},
+		} {
+			got, err := decodeToken(tx.Bucket(bucketTokens).Get([]byte(key)))
+			if err != nil || got.state != want.state || got.id != want.id || !bytes.Equal(got.payload, want.payload) ||
+				got.changed.Before(lo.Truncate(time.Nanosecond)) || got.changed.After(hi) {
+				t.Errorf("token %q after the upgrade = %+v, %v; want %+v changed between %v and %v", key, got, err, want, lo, hi)
+			}
+		}
+		if v := tx.Bucket(bucketTokens).Get([]byte("bad")); !bytes.Equal(v, bad) {
+			t.Errorf("a token value that does not decode became %q", v)
+		}
+		return nil
+	}))
+	// The time is the upgrade's: nothing is purged before it.
+	n, err := s.PurgeTokens(ctx, lo.Add(-time.Millisecond), 10)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("PurgeTokens before the upgrade deleted %d", n)
+	}
+	resume(at(time.Hour), "dk", nil, trigger.ResumeDuplicate)
+	n, err = s.PurgeTokens(ctx, hi.Add(time.Millisecond), 10)
+	must(t, err)
+	if n != 2 { // early and dk; not wk, nor bad
+		t.Fatalf("PurgeTokens after the upgrade deleted %d, want 2", n)
+	}
+	if !strings.Contains(log.String(), "wait_key=bad") {
+		t.Errorf("the token that does not decode was not reported; log:\n%s", log.String())
+	}
+	resume(at(time.Hour), "wk", trigger.Payload{"ok": true}, trigger.ResumeDelivered)
+	resume(at(time.Hour), "dk", nil, trigger.ResumeStored)
+	resume(at(time.Hour), "early", nil, trigger.ResumeStored)
+	if _, _, err := s.Resume(ctx, at(time.Hour), "bad", nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Resume of the token that does not decode: %v, want ErrCorrupt", err)
 	}
 }
 

@@ -12,8 +12,16 @@ import (
 
 // The cases of trigger.WaitStore: waits for a time, a token and children,
 // resumes (before and after the waiter parks, twice, too late), batches,
-// follow-ups that wait for a key, checkpoints and bad input. They run when
-// the store implements trigger.WaitStore, and are skipped otherwise.
+// follow-ups that wait for a key, checkpoints, token purges and bad input.
+// They run when the store implements trigger.WaitStore, and are skipped
+// otherwise.
+//
+// Token purges: PurgeTokens compares its cutoff with the time of a token's
+// last change (the early resume, the park or save that bound it, the
+// delivery), never with a duplicate or too-late resume's. Once a token is
+// purged its key is new: a resume of it, even a duplicate of one delivered
+// before, is stored (ResumeStored) and changes no trigger. A token a
+// trigger waits for is kept however old, paused or past its timeout.
 
 // waitTest is test for a case of WaitStore: it is skipped, before it does
 // anything, when the store is not one.
@@ -43,6 +51,24 @@ func (h *harness) park(id string, token uint64, p trigger.Park) time.Time {
 		h.Fatalf("Park(%q, %d, %v): %v", id, token, p.Kind, err)
 	}
 	return due
+}
+
+// purgeTokens runs PurgeTokens and returns how many it deleted.
+func (h *harness) purgeTokens(before time.Time, limit int) int {
+	h.Helper()
+	n, err := h.ws().PurgeTokens(h.ctx, before, limit)
+	if err != nil {
+		h.Fatalf("PurgeTokens(%v, %d): %v", before, limit, err)
+	}
+	return n
+}
+
+// purged checks that PurgeTokens(before, limit) deletes want tokens.
+func (h *harness) purged(before time.Time, limit, want int) {
+	h.Helper()
+	if n := h.purgeTokens(before, limit); n != want {
+		h.Fatalf("PurgeTokens(%v, %d) deleted %d tokens, want %d", before.Sub(t0), limit, n, want)
+	}
 }
 
 func (h *harness) resume(now time.Time, key string, p trigger.Payload, want trigger.ResumeResult) string {
@@ -394,6 +420,170 @@ func (s suite) waits(t *testing.T) {
 			}
 			h.resume(at(2*time.Second), key, nil, trigger.ResumeDuplicate)
 		}
+	})
+
+	s.waitTest(t, "PurgeTokensEarlyResume", func(h *harness) {
+		h.resume(at(time.Second), "early", trigger.Payload{"n": 1.0}, trigger.ResumeStored)
+		h.resume(at(time.Minute), "later", nil, trigger.ResumeStored)
+		h.purged(at(time.Second), 10, 0) // changed at the cutoff, not before
+		// A duplicate changes nothing, its time included.
+		h.resume(at(2*time.Second), "early", nil, trigger.ResumeDuplicate)
+		before := h.snapshot()
+		h.purged(at(time.Second+time.Millisecond), 10, 1)
+		h.unchanged(before, "PurgeTokens")
+		h.resume(at(time.Hour), "later", nil, trigger.ResumeDuplicate)
+		// A resume after the purge is new, and stored again: a waiter that
+		// parks now gets it, not the purged one.
+		h.resume(at(time.Hour), "early", trigger.Payload{"n": 2.0}, trigger.ResumeStored)
+		c := h.running("a")
+		p := trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Hour + time.Second), Key: "early"}
+		if due := h.park("a", c.Token, p); !due.Equal(p.Now) {
+			h.Fatalf("Park on a key resumed again after its purge returned due %v, want its time", due)
+		}
+		if a := h.get("a"); !a.Wait.Resumed || a.Payload["n"] != 2.0 {
+			h.Fatalf("waiter after the purge: %+v", a)
+		}
+	})
+
+	s.waitTest(t, "PurgeTokensDelivered", func(h *harness) {
+		c := h.running("a")
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "tok"})
+		h.resume(at(2*time.Second), "tok", trigger.Payload{"input": "yes"}, trigger.ResumeDelivered)
+		// An early resume delivered as its waiter parks changed then.
+		h.resume(at(time.Second), "early", nil, trigger.ResumeStored)
+		d := h.running("b")
+		h.park("b", d.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(10 * time.Second), Key: "early"})
+		before := h.snapshot()
+		h.purged(at(2*time.Second), 10, 0)
+		h.purged(at(2*time.Second+time.Millisecond), 10, 1) // tok
+		h.resume(at(time.Hour), "early", nil, trigger.ResumeDuplicate)
+		h.purged(at(10*time.Second+time.Millisecond), 10, 1) // early
+		h.unchanged(before, "PurgeTokens")
+		// A duplicate of a purged delivery is new to the store: it is
+		// stored, and changes no trigger.
+		h.resume(at(time.Hour), "tok", trigger.Payload{"input": "again"}, trigger.ResumeStored)
+		h.resume(at(time.Hour), "early", nil, trigger.ResumeStored)
+		h.unchanged(before, "Resume of a purged token")
+		h.purged(at(time.Hour+time.Millisecond), 10, 2)
+	})
+
+	s.waitTest(t, "PurgeTokensKeepsWaiters", func(h *harness) {
+		c := h.running("a")
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "tok"})
+		h.save(trigger.Trigger{ID: "e", Type: trigger.TypeEvent, WaitKey: "ek"}) // bound at t0
+		// Paused past its timeout: it still waits, as nothing claimed it.
+		d := h.running("p")
+		h.park("p", d.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "pk", Until: at(time.Minute)})
+		if err := h.s.Pause(h.ctx, "p", at(2*time.Second)); err != nil {
+			h.Fatal(err)
+		}
+		far := at(10000 * time.Hour)
+		before := h.snapshot()
+		h.purged(far, 10, 0)
+		h.unchanged(before, "PurgeTokens")
+		for key, id := range map[string]string{"tok": "a", "ek": "e", "pk": "p"} {
+			if got := h.resume(far, key, nil, trigger.ResumeDelivered); got != id {
+				h.Fatalf("Resume(%q) delivered to %q, want %q", key, got, id)
+			}
+		}
+		h.purged(far, 10, 0) // delivered at far
+		h.purged(far.Add(time.Millisecond), 10, 3)
+	})
+
+	s.waitTest(t, "PurgeTokensMovedOn", func(h *harness) {
+		// a waits for k1, is resumed, and waits for k2.
+		c := h.running("a")
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "k1"})
+		h.resume(at(2*time.Second), "k1", nil, trigger.ResumeDelivered)
+		c = h.claim("a", lease("w", at(2*time.Second)))
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(3 * time.Second), Key: "k2"})
+		// b's wait for kt timed out, and its run is retrying.
+		d := h.running("b")
+		h.park("b", d.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "kt", Until: at(time.Minute)})
+		d = h.claim("b", lease("w", at(time.Minute)))
+		h.finish("b", d.Token, trigger.Outcome{Kind: trigger.OutcomeRetry, Now: at(time.Minute), At: at(time.Hour), Error: "e"})
+		h.resume(at(2*time.Minute), "kt", nil, trigger.ResumeTooLate)
+		// g moved on from kg1 to kg2, and is gone.
+		g := h.running("g")
+		h.park("g", g.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "kg1"})
+		h.resume(at(2*time.Second), "kg1", nil, trigger.ResumeDelivered)
+		g = h.claim("g", lease("w", at(2*time.Second)))
+		h.park("g", g.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(3 * time.Second), Key: "kg2"})
+		if err := h.s.Delete(h.ctx, "g"); err != nil {
+			h.Fatal(err)
+		}
+		before := h.snapshot()
+		h.purged(at(time.Second), 10, 0) // kt changed as b parked, at 1s
+		h.purged(at(time.Hour), 10, 3)   // k1, kt, kg1
+		h.unchanged(before, "PurgeTokens")
+		h.resume(at(time.Hour), "k2", nil, trigger.ResumeDelivered)
+		for _, key := range []string{"k1", "kt", "kg1", "kg2"} {
+			h.resume(at(time.Hour), key, nil, trigger.ResumeStored)
+		}
+	})
+
+	s.waitTest(t, "PurgeTokensParkAgain", func(h *harness) {
+		// a's wait for tok times out twice: its second park changed tok.
+		c := h.running("a")
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "tok", Until: at(time.Minute)})
+		c = h.claim("a", lease("w", at(time.Minute)))
+		h.finish("a", c.Token, trigger.Outcome{Kind: trigger.OutcomeRetry, Now: at(time.Minute), At: at(2 * time.Minute), Error: "e"})
+		c = h.claim("a", lease("w", at(2*time.Minute)))
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Hour), Key: "tok", Until: at(time.Hour + time.Minute)})
+		c = h.claim("a", lease("w", at(time.Hour+time.Minute)))
+		h.finish("a", c.Token, trigger.Outcome{Kind: trigger.OutcomeRetry, Now: at(time.Hour + time.Minute), At: at(2 * time.Hour), Error: "e"})
+		// b's run asks again for d, delivered before: it is resumed at once,
+		// and d changed then.
+		d := h.running("b")
+		h.park("b", d.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "d"})
+		h.resume(at(2*time.Second), "d", nil, trigger.ResumeDelivered)
+		d = h.claim("b", lease("w", at(2*time.Second)))
+		if due := h.park("b", d.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Hour), Key: "d"}); !due.Equal(at(time.Hour)) {
+			h.Fatalf("Park again on a key delivered to it returned due %v, want its time", due)
+		}
+		h.purged(at(time.Hour), 10, 0)
+		h.purged(at(time.Hour+time.Millisecond), 10, 2)
+	})
+
+	s.waitTest(t, "PurgeTokensLimit", func(h *harness) {
+		const n = 25
+		for i := range n {
+			h.resume(at(time.Second), fmt.Sprint("k", i), nil, trigger.ResumeStored)
+		}
+		c := h.running("a")
+		h.park("a", c.Token, trigger.Park{Kind: trigger.WaitKindToken, Now: at(time.Second), Key: "waited"})
+		h.purged(at(time.Hour), 10, 10)
+		h.purged(at(time.Hour), 10, 10)
+		h.purged(at(time.Hour), 10, 5)
+		h.purged(at(time.Hour), 10, 0)
+		for i := range n {
+			h.resume(at(time.Hour), fmt.Sprint("k", i), nil, trigger.ResumeStored)
+		}
+		h.resume(at(time.Hour), "waited", nil, trigger.ResumeDelivered)
+	})
+
+	s.waitTest(t, "PurgeTokensInvalidInput", func(h *harness) {
+		ws := h.ws()
+		h.resume(at(time.Second), "early", nil, trigger.ResumeStored)
+		for _, q := range []struct {
+			name   string
+			before time.Time
+			limit  int
+		}{
+			{"zero cutoff", time.Time{}, 10},
+			{"zero limit", at(time.Hour), 0},
+			{"negative limit", at(time.Hour), -1},
+		} {
+			h.changesNothing(trigger.ErrInvalid, "PurgeTokens: "+q.name, func() error {
+				n, err := ws.PurgeTokens(h.ctx, q.before, q.limit)
+				if err == nil || n != 0 {
+					return fmt.Errorf("deleted %d, error %v", n, err)
+				}
+				return err
+			})
+		}
+		// The token is still there.
+		h.resume(at(2*time.Second), "early", nil, trigger.ResumeDuplicate)
 	})
 
 	s.waitTest(t, "InvalidInput", func(h *harness) {
