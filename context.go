@@ -43,7 +43,8 @@ func NewContext(ctx context.Context, t *Trigger) context.Context {
 // trigger, as NewContext does, in one allocation with the copy.
 type runContext struct {
 	context.Context
-	t Trigger
+	t   Trigger // the consumer's copy
+	own Trigger // the scheduler's copy, as claimed
 	// occ is the occurrence a run of a CRON trigger stands for, if hasOcc.
 	occ    Occurrence
 	hasOcc bool

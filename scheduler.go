@@ -37,15 +37,20 @@ type Scheduler struct {
 	// on every Schedule and bytes for every trigger within the horizon. A
 	// trigger armed twice (a scan racing Schedule) or a stale timer (of a
 	// trigger canceled or fired early) is harmless: its claim fails.
-	queued     map[string]*wheel.Timer[entry]
-	ready      readyQueue // due, not yet claimed
-	fired      []Trigger  // claimed by Fire, not yet started
-	running    map[string]run
-	queues     queues    // per-queue concurrency limits; see queue.go
-	shutdown   bool      // Stop's context ended: runs are canceled
-	armedUntil time.Time // triggers due by then are armed when scheduled
-	wakeAt     time.Time // when the wheel driver wakes next
-	moreDue    bool      // the last scan left overdue triggers in the store
+	queued   map[string]*wheel.Timer[entry]
+	ready    readyQueue // due, not yet claimed
+	fired    []Trigger  // claimed by Fire, not yet started
+	running  map[string]run
+	queues   queues // per-queue concurrency limits; see queue.go
+	shutdown bool   // Stop's context ended: runs are canceled
+	// dones are the runs whose outcomes await the finisher (finisher.go);
+	// doneCond is signaled when it gains its first or loses them all.
+	dones       []done
+	doneCond    *sync.Cond
+	workersDone bool      // no run will be handed over any more
+	armedUntil  time.Time // triggers due by then are armed when scheduled
+	wakeAt      time.Time // when the wheel driver wakes next
+	moreDue     bool      // the last scan left overdue triggers in the store
 
 	wake     chan struct{} // pokes the wheel driver
 	scanNow  chan struct{} // pokes the scanner
@@ -121,6 +126,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		queues:   newQueues(cfg.QueueLimits),
 	}
 	s.work = sync.NewCond(&s.mu)
+	s.doneCond = sync.NewCond(&s.mu)
 	return s, nil
 }
 
@@ -151,8 +157,15 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		s.wg.Go(s.worker)
 	}
 	s.hbWG.Go(s.heartbeatLoop)
+	var finisher sync.WaitGroup
+	finisher.Go(s.finisher)
 	go func() { // owned by Stop, which waits for stopped
 		s.wg.Wait()
+		s.mu.Lock()
+		s.workersDone = true
+		s.doneCond.Broadcast()
+		s.mu.Unlock()
+		finisher.Wait()
 		close(s.idle)
 		s.hbWG.Wait()
 		close(s.stopped)
@@ -548,7 +561,7 @@ func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
 }
 
 // execute runs a claimed trigger and records its outcome.
-func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
+func (s *Scheduler) execute(claimed Trigger, tm *wheel.Timer[entry]) {
 	ctx, cancel := context.WithCancelCause(s.io)
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
@@ -556,6 +569,10 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 		ctx, stop = context.WithTimeout(ctx, s.cfg.RunTimeout)
 		defer stop()
 	}
+	// One allocation holds the run's context, the consumer's copy of the
+	// trigger (which it may change) and the scheduler's own copy.
+	rc := &runContext{Context: ctx, t: claimed, own: claimed}
+	t := &rc.own
 	s.mu.Lock()
 	s.running[t.ID] = run{token: t.Token, cancel: cancel}
 	if s.shutdown {
@@ -564,17 +581,16 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 	s.mu.Unlock()
 
 	var o Outcome
-	oc, skip := s.claimed(&t, time.Now())
+	oc, skip := s.claimed(t, time.Now())
 	if skip != nil {
 		// The misfire policy skips the run.
-		o = s.finish(&t, *skip, func(t *Trigger) Outcome {
+		o = s.finish(t, *skip, func(t *Trigger) Outcome {
 			if _, again := s.claimed(t, skip.Now); again != nil {
 				return *again
 			}
 			return Outcome{Kind: OutcomeSnooze, Now: skip.Now, At: skip.Now, IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}
 		})
 	} else {
-		rc := &runContext{Context: ctx, t: t} // the consumer may change its copy
 		if oc != nil && !oc.early {
 			rc.occ, rc.hasOcc = oc.Occurrence, true
 		}
@@ -586,13 +602,13 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 		var ended bool // the run's end is dealt with: no outcome to record
 		if err != nil && (cause == errLeaseLost || cause == errCanceled) {
 			// The store would refuse the outcome: the trigger is no longer ours.
-			s.logRun(&t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
+			s.logRun(t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
 			ended = true
 		} else {
 			// A wait ends the run by parking the trigger; a wait refused
 			// comes back as the run's failure, which a CRON trigger moves
 			// past like any other failure.
-			ended, err = s.parkRun(&t, err)
+			ended, err = s.parkRun(t, err)
 		}
 		if !ended {
 			decide := func(t *Trigger) Outcome {
@@ -611,16 +627,24 @@ func (s *Scheduler) execute(t Trigger, tm *wheel.Timer[entry]) {
 					return decide(t)
 				}
 			}
-			o = s.finish(&t, decide(&t), redo)
+			// The finisher records the outcome and ends the run there: the
+			// worker goes on to the next trigger meanwhile.
+			s.handOver(done{rc: rc, o: decide(t), redo: redo, tm: tm})
+			return
 		}
 	}
+	s.endRun(t, tm, &o)
+}
 
+// endRun forgets a run whose outcome is recorded (or that has none) and
+// arms what the outcome left due soon.
+func (s *Scheduler) endRun(t *Trigger, tm *wheel.Timer[entry], o *Outcome) {
 	s.mu.Lock()
 	delete(s.running, t.ID)
 	s.dequeueLocked(t.ID, tm)
 	s.freeSlotLocked(tm.Value.queue)
 	s.mu.Unlock()
-	s.armOutcome(&t, &o)
+	s.armOutcome(t, o)
 }
 
 // call runs the consumer, turning a panic into a *PanicError.
@@ -718,6 +742,12 @@ func (s *Scheduler) finish(t *Trigger, o Outcome, redo func(*Trigger) Outcome) O
 		o = Outcome{Kind: OutcomeFail, Now: o.Now, Error: "outcome refused: " + err.Error()}
 		err = s.store.Finish(s.io, t.ID, t.Token, o)
 	}
+	s.logOutcome(t, o, err)
+	return o
+}
+
+// logOutcome logs how recording the outcome o of a run of t went.
+func (s *Scheduler) logOutcome(t *Trigger, o Outcome, err error) {
 	outcome := slog.String("outcome", o.Kind.String())
 	switch {
 	case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
@@ -731,7 +761,6 @@ func (s *Scheduler) finish(t *Trigger, o Outcome, redo func(*Trigger) Outcome) O
 	default:
 		s.logRun(t, slog.LevelDebug, "trigger run finished", outcome)
 	}
-	return o
 }
 
 // logRun logs about a run with the trigger's attributes, building them only

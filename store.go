@@ -213,6 +213,30 @@ func sameDefinition(a, b *Trigger, keyOwned bool) bool {
 		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && (keyOwned || a.WaitKey == b.WaitKey) && a.Machine == b.Machine
 }
 
+// BatchFinisher is an optional capability of a Store: recording many run
+// outcomes in one call. The scheduler hands the outcomes of its runs to one
+// goroutine that records them in groups, so that a store can write a group
+// at once (bbolt: one commit; a SQL store: one round trip) instead of one
+// outcome at a time.
+//
+// A Store type that wraps another by embedding it (to instrument Finish,
+// say) gets the embedded store's FinishBatch promoted: override FinishBatch
+// as well, or the scheduler's outcomes bypass the wrapper's Finish.
+type BatchFinisher interface {
+	// FinishBatch records each outcome of fs as Finish would and returns
+	// one error per element of fs, nil where the outcome was recorded. The
+	// outcomes are independent: one that fails (a stale token, a duplicate
+	// follow-up) changes nothing and leaves the others to succeed.
+	FinishBatch(ctx context.Context, fs []Finishing) []error
+}
+
+// Finishing is one outcome for BatchFinisher: what Finish takes.
+type Finishing struct {
+	ID      string
+	Token   uint64
+	Outcome Outcome
+}
+
 // Ref locates a trigger in the due order.
 type Ref struct {
 	ID       string

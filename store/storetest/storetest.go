@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore func(t *testing.T) trigger.Store) {
 		{"Claim", suite.claim},
 		{"Extend", suite.extend},
 		{"Finish", suite.finish},
+		{"FinishBatch", suite.finishBatch},
 		{"Cancel", suite.cancel},
 		{"Requeue", suite.requeue},
 		{"Delete", suite.delete},

@@ -1,0 +1,111 @@
+package trigger
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/triggerkit/trigger/internal/wheel"
+)
+
+// The finisher.
+//
+// A worker does not wait for its run's outcome to be written: it hands the
+// outcome over and takes the next trigger. One finisher goroutine records
+// the outcomes handed over, in groups: with a store that implements
+// BatchFinisher, a group is one call (for bbolt, one commit carries every
+// outcome of the group, however few workers there are). Until its outcome
+// is recorded a run still counts as running here: its lease is extended by
+// the heartbeat, a scan does not queue it again, and its queue slot stays
+// taken. With a store that is not a BatchFinisher, the finisher makes one
+// Finish call per outcome of a group, all at once. At most maxDone outcomes wait; a worker that would exceed that
+// waits for room (backpressure, never loss). Stop lets the finisher record
+// every outcome handed over before it returns.
+
+// done is a run whose outcome awaits recording.
+type done struct {
+	rc   *runContext
+	o    Outcome
+	redo func(*Trigger) Outcome
+	tm   *wheel.Timer[entry]
+}
+
+// maxDone returns how many outcomes may wait for the finisher.
+func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 64) }
+
+// handOver queues d for the finisher, waiting while the queue is full.
+func (s *Scheduler) handOver(d done) {
+	s.mu.Lock()
+	for len(s.dones) >= s.maxDone() {
+		s.doneCond.Wait()
+	}
+	s.dones = append(s.dones, d)
+	if len(s.dones) == 1 {
+		s.doneCond.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
+// finisher records the outcomes handed over until the workers have
+// returned and none is left.
+func (s *Scheduler) finisher() {
+	var batch []done
+	for {
+		s.mu.Lock()
+		for len(s.dones) == 0 && !s.workersDone {
+			s.doneCond.Wait()
+		}
+		if len(s.dones) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		batch, s.dones = s.dones, batch[:0]
+		s.doneCond.Broadcast() // room for the workers waiting in handOver
+		s.mu.Unlock()
+
+		s.record(batch)
+		clear(batch)
+	}
+}
+
+// record writes the outcomes of batch and ends their runs.
+func (s *Scheduler) record(batch []done) {
+	one := func(d *done) {
+		d.o = s.finish(&d.rc.own, d.o, d.redo)
+		s.endRun(&d.rc.own, d.tm, &d.o)
+	}
+	bf, ok := s.store.(BatchFinisher)
+	switch {
+	case len(batch) == 1:
+		one(&batch[0])
+		return
+	case !ok:
+		// One call per outcome, all at once, as the workers would make
+		// them: a store that groups concurrent writes still can.
+		var wg sync.WaitGroup
+		for i := range batch {
+			wg.Go(func() { one(&batch[i]) })
+		}
+		wg.Wait()
+		return
+	}
+	fs := make([]Finishing, len(batch))
+	for i, d := range batch {
+		fs[i] = Finishing{ID: d.rc.own.ID, Token: d.rc.own.Token, Outcome: d.o}
+	}
+	errs := bf.FinishBatch(s.io, fs)
+	for i := range batch {
+		d := &batch[i]
+		switch err := errs[i]; {
+		case err == nil:
+			s.logOutcome(&d.rc.own, d.o, nil)
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrInvalid), errors.Is(err, ErrDuplicate):
+			// Outcomes that need another look (a spec changed under a
+			// CRON run, a refused follow-up) take the single path, which
+			// knows how to redo them.
+			d.o = s.finish(&d.rc.own, d.o, d.redo)
+		default:
+			s.logOutcome(&d.rc.own, d.o, err)
+		}
+		s.endRun(&d.rc.own, d.tm, &d.o)
+	}
+}
