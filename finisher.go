@@ -18,7 +18,8 @@ import (
 // the heartbeat, a scan does not queue it again, and its queue slot stays
 // taken. With a store that is not a BatchFinisher, the finisher makes one
 // Finish call per outcome of a group, all at once. At most maxDone outcomes wait; a worker that would exceed that
-// waits for room (backpressure, never loss). Stop lets the finisher record
+// waits for room (backpressure, never loss). Up to groupsInFlight groups
+// are recorded at once. Stop lets the finisher record
 // every outcome handed over before it returns.
 
 // done is a run whose outcome awaits recording.
@@ -30,7 +31,7 @@ type done struct {
 }
 
 // maxDone returns how many outcomes may wait for the finisher.
-func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 64) }
+func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 512) }
 
 // handOver queues d for the finisher, waiting while the queue is full.
 func (s *Scheduler) handOver(d done) {
@@ -45,10 +46,17 @@ func (s *Scheduler) handOver(d done) {
 	s.mu.Unlock()
 }
 
+// groupsInFlight is how many groups the finisher records at once: while
+// one commits, the next is applied (a store that pipelines its commits, as
+// bbolt's committer does, needs a second group to work on).
+const groupsInFlight = 4
+
 // finisher records the outcomes handed over until the workers have
 // returned and none is left.
 func (s *Scheduler) finisher() {
-	var batch []done
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, groupsInFlight)
 	for {
 		s.mu.Lock()
 		for len(s.dones) == 0 && !s.workersDone {
@@ -58,12 +66,16 @@ func (s *Scheduler) finisher() {
 			s.mu.Unlock()
 			return
 		}
-		batch, s.dones = s.dones, batch[:0]
+		batch := s.dones
+		s.dones = nil
 		s.doneCond.Broadcast() // room for the workers waiting in handOver
 		s.mu.Unlock()
 
-		s.record(batch)
-		clear(batch)
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.record(batch)
+		})
 	}
 }
 
