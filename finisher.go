@@ -10,17 +10,16 @@ import (
 // The finisher.
 //
 // A worker does not wait for its run's outcome to be written: it hands the
-// outcome over and takes the next trigger. One finisher goroutine records
-// the outcomes handed over, in groups: with a store that implements
-// BatchFinisher, a group is one call (for bbolt, one commit carries every
-// outcome of the group, however few workers there are). Until its outcome
-// is recorded a run still counts as running here: its lease is extended by
-// the heartbeat, a scan does not queue it again, and its queue slot stays
-// taken. With a store that is not a BatchFinisher, the finisher makes one
-// Finish call per outcome of a group, all at once. At most maxDone outcomes wait; a worker that would exceed that
-// waits for room (backpressure, never loss). Up to groupsInFlight groups
-// are recorded at once. Stop lets the finisher record
-// every outcome handed over before it returns.
+// outcome over and takes the next trigger. The finisher goroutine records
+// the outcomes handed over in groups, up to groupsInFlight groups at once:
+// with a store that implements BatchFinisher a group is one call (for
+// bbolt, the group shares commits, however few workers there are); with
+// another store, one Finish call per outcome of the group, all at once.
+// Until its outcome is recorded a run still counts as running here: its
+// lease is extended by the heartbeat, a scan does not queue it again, and
+// its queue slot stays taken. At most maxDone outcomes wait; a worker that
+// would exceed that waits for room (backpressure, never loss). Stop lets
+// the finisher record every outcome handed over before it returns.
 
 // done is a run whose outcome awaits recording.
 type done struct {
