@@ -30,7 +30,7 @@ type done struct {
 }
 
 // maxDone returns how many outcomes may wait for the finisher.
-func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 512) }
+func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 64) }
 
 // handOver queues d for the finisher, waiting while the queue is full.
 func (s *Scheduler) handOver(d done) {

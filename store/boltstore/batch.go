@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"context"
-	"sync"
 
 	"github.com/triggerkit/trigger"
 )
@@ -11,18 +10,22 @@ var _ trigger.BatchFinisher = (*Store)(nil)
 
 // FinishBatch records each outcome of fs as Finish would; see
 // trigger.BatchFinisher. The outcomes are queued to the committer together,
-// so they share its next commits (one pair of fsyncs for the group rather
-// than one per outcome).
+// then waited for, so they share its next commits (one pair of fsyncs for
+// the group rather than one per outcome).
 func (s *Store) FinishBatch(ctx context.Context, fs []trigger.Finishing) []error {
 	errs := make([]error, len(fs))
-	if len(fs) == 1 {
-		errs[0] = s.Finish(ctx, fs[0].ID, fs[0].Token, fs[0].Outcome)
-		return errs
+	ops := make([]*op, len(fs))
+	leases := make([]*lease, len(fs))
+	for i, f := range fs {
+		ops[i], leases[i], errs[i] = s.queueFinish(ctx, f.ID, f.Token, f.Outcome)
 	}
-	var wg sync.WaitGroup
 	for i := range fs {
-		wg.Go(func() { errs[i] = s.Finish(ctx, fs[i].ID, fs[i].Token, fs[i].Outcome) })
+		if ops[i] != nil {
+			errs[i] = ops[i].wait(ctx)
+		}
+		if leases[i] != nil {
+			s.finishDone(leases[i], errs[i])
+		}
 	}
-	wg.Wait()
 	return errs
 }

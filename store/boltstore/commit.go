@@ -68,13 +68,28 @@ const (
 // error always means the write is on disk, ctx.Err() always means nothing
 // was written.
 func (s *Store) write(ctx context.Context, apply func(w *writeTx) error) error {
-	if err := ctx.Err(); err != nil {
+	o, err := s.queueWrite(ctx, apply)
+	if err != nil {
 		return err
+	}
+	return o.wait(ctx)
+}
+
+// queueWrite queues apply for the committer without waiting: write is
+// queueWrite, then wait.
+func (s *Store) queueWrite(ctx context.Context, apply func(w *writeTx) error) (*op, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	o := &op{apply: apply, done: make(chan struct{})}
 	if err := s.enqueue(o); err != nil {
-		return err
+		return nil, err
 	}
+	return o, nil
+}
+
+// wait waits for a queued op as write describes.
+func (o *op) wait(ctx context.Context) error {
 	cancel := ctx.Done()
 	if cancel == nil { // a context that never ends: a plain receive
 		<-o.done

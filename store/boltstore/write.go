@@ -90,72 +90,86 @@ func newRecords(now time.Time, ts []trigger.Trigger) ([]change, error) {
 // checks that the lease is still current, reads the index keys of the
 // stored record (which the claim's own record may have moved) and writes.
 func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
+	op, l, err := s.queueFinish(ctx, id, token, o)
+	if op != nil {
+		err = op.wait(ctx)
+	}
+	if l != nil {
+		s.finishDone(l, err)
+	}
+	return err
+}
+
+// queueFinish queues the write of Finish and returns it with the lease it
+// ends; Finish waits for it, then calls finishDone. With a nil op, err is
+// the outcome (and finishDone is still due when the lease is not nil).
+func (s *Store) queueFinish(ctx context.Context, id string, token uint64, o trigger.Outcome) (*op, *lease, error) {
 	if err := s.ready(ctx, o.Validate(), checkID(id)); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var payload []byte
 	if o.Kind == trigger.OutcomeReschedule {
 		var err error
 		if payload, err = marshalPayload(id, o.Payload); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	followUps, err := newRecords(o.Now, o.FollowUps)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	l, base := s.finishing(id, token) // base: l.rec, which Register, Pause, Unpause and Checkpoint change under s.mu
 	if l == nil {
 		// No lease of this process has the token: it ended (or was taken
 		// over) for good, no write can bring it back.
-		return s.leaseLost(id, token)
+		return nil, nil, s.leaseLost(id, token)
 	}
 	r := finished(l, base, o, payload)
 	count := r.counted && !base.counted // a child's end, to count in its parent's wait
 	c, err := newChange(&r)
-	if err == nil {
-		err = s.write(ctx, func(w *writeTx) error {
-			w.s.mu.Lock()
-			defer w.s.mu.Unlock()
-			if w.s.leases[id] != l || l.endedTx != 0 {
-				if w.lookup(c.key) == nil {
-					return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
-				}
-				return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
-			}
-			if err := o.IfCron.Check(&l.rec.t); err != nil {
-				return err
-			}
-			if l.rec != base {
-				// Register, Pause or a Checkpoint changed the trigger
-				// since: build the outcome on the record as it is now.
-				r := finished(l, l.rec, o, payload)
-				var err error
-				if c, err = newChange(&r); err != nil {
-					return err
-				}
-				count = r.counted && !l.rec.counted
-			}
-			from, err := w.storedKeys(c.key, id)
-			if err != nil {
-				if errors.Is(err, trigger.ErrNotFound) {
-					err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
-				}
-				return err
-			}
-			c.from = from
-			if err := w.insert(followUps, c); err != nil {
-				return err
-			}
-			if count {
-				w.countChild(base.t.ParentID, o.Now)
-			}
-			w.endLease(l, true)
-			return nil
-		})
+	if err != nil {
+		return nil, l, err
 	}
-	s.finishDone(l, err)
-	return err
+	op, err := s.queueWrite(ctx, func(w *writeTx) error {
+		w.s.mu.Lock()
+		defer w.s.mu.Unlock()
+		if w.s.leases[id] != l || l.endedTx != 0 {
+			if w.lookup(c.key) == nil {
+				return fmt.Errorf("%w: %w: trigger %q", trigger.ErrLeaseLost, trigger.ErrNotFound, id)
+			}
+			return fmt.Errorf("%w: token %d is not the current claim of trigger %q", trigger.ErrLeaseLost, token, id)
+		}
+		if err := o.IfCron.Check(&l.rec.t); err != nil {
+			return err
+		}
+		if l.rec != base {
+			// Register, Pause or a Checkpoint changed the trigger
+			// since: build the outcome on the record as it is now.
+			r := finished(l, l.rec, o, payload)
+			var err error
+			if c, err = newChange(&r); err != nil {
+				return err
+			}
+			count = r.counted && !l.rec.counted
+		}
+		from, err := w.storedKeys(c.key, id)
+		if err != nil {
+			if errors.Is(err, trigger.ErrNotFound) {
+				err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
+			}
+			return err
+		}
+		c.from = from
+		if err := w.insert(followUps, c); err != nil {
+			return err
+		}
+		if count {
+			w.countChild(base.t.ParentID, o.Now)
+		}
+		w.endLease(l, true)
+		return nil
+	})
+	return op, l, err
 }
 
 // finished returns the record of l's trigger, rec, after outcome o (payload
