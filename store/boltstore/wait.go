@@ -376,15 +376,7 @@ func (s *Store) Park(ctx context.Context, id string, token uint64, p trigger.Par
 		if err != nil {
 			return err
 		}
-		from, err := w.storedKeys(c.key, id)
-		if err != nil {
-			if errors.Is(err, trigger.ErrNotFound) {
-				err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
-			}
-			return err
-		}
-		c.from = from
-		if err := w.insert(children, c); err != nil {
+		if err := w.rewriteLeased(c, id, children); err != nil {
 			return err
 		}
 		if p.Kind == trigger.WaitKindToken {

@@ -152,15 +152,7 @@ func (s *Store) queueFinish(ctx context.Context, id string, token uint64, o trig
 			}
 			count = r.counted && !l.rec.counted
 		}
-		from, err := w.storedKeys(c.key, id)
-		if err != nil {
-			if errors.Is(err, trigger.ErrNotFound) {
-				err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
-			}
-			return err
-		}
-		c.from = from
-		if err := w.insert(followUps, c); err != nil {
+		if err := w.rewriteLeased(c, id, followUps); err != nil {
 			return err
 		}
 		if count {
@@ -204,6 +196,21 @@ func finished(l *lease, rec *record, o trigger.Outcome, payload []byte) record {
 		r.counted = true // see countChild
 	}
 	return r
+}
+
+// rewriteLeased writes c, the new record of the leased trigger id, over the
+// stored one, together with the new records news (follow-ups, children). A
+// record gone from the file means the lease is lost.
+func (w *writeTx) rewriteLeased(c change, id string, news []change) error {
+	from, err := w.storedKeys(c.key, id)
+	if err != nil {
+		if errors.Is(err, trigger.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", trigger.ErrLeaseLost, err)
+		}
+		return err
+	}
+	c.from = from
+	return w.insert(news, c)
 }
 
 // storedKeys returns the index keys of the record stored under key (id),
