@@ -91,17 +91,23 @@ func (s *Store) Pause(ctx context.Context, id string, now time.Time) error {
 		if err := w.replace(old, &r); err != nil {
 			return err
 		}
-		if l != nil {
-			// The run's outcome is built on the lease's copy: it must
-			// leave the trigger paused. Readers overlay the lease.
-			p := *l.rec
-			p.t.Paused = true
-			w.setRec(l, &p)
-			l.updatedAt = now
-		}
+		w.pauseLeased(l, true, now)
 		w.mark(id)
 		return nil
 	})
+}
+
+// pauseLeased sets Paused in the lease's copy of the record, if the trigger
+// is running: the run's outcome is built on that copy and must keep the
+// flag (readers overlay the lease).
+func (w *writeTx) pauseLeased(l *lease, paused bool, now time.Time) {
+	if l == nil {
+		return
+	}
+	p := *l.rec
+	p.t.Paused = paused
+	w.setRec(l, &p)
+	l.updatedAt = now
 }
 
 // Unpause implements trigger.Store.
@@ -124,12 +130,7 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 		if err := w.replace(old, &r); err != nil {
 			return err
 		}
-		if l != nil {
-			p := *l.rec
-			p.t.Paused = false
-			w.setRec(l, &p)
-			l.updatedAt = now
-		}
+		w.pauseLeased(l, false, now)
 		w.mark(id)
 		return nil
 	})
