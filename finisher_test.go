@@ -3,6 +3,7 @@ package trigger_test
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,29 +12,48 @@ import (
 	"github.com/triggerkit/trigger/store/memstore"
 )
 
-// slowFinish is a memstore whose outcomes for trigger "a" wait for release:
-// a store whose commit of that outcome is slow.
-type slowFinish struct {
+// batching is a memstore with BatchFinisher (one Finish per outcome), so
+// that the scheduler hands outcomes to its finisher as it does with bbolt.
+// It records the largest group it was given.
+type batching struct {
 	*memstore.Store
+	largest atomic.Int64
+}
+
+func (b *batching) FinishBatch(ctx context.Context, fs []trigger.Finishing) []error {
+	for n := int64(len(fs)); ; {
+		l := b.largest.Load()
+		if n <= l || b.largest.CompareAndSwap(l, n) {
+			break
+		}
+	}
+	errs := make([]error, len(fs))
+	for i, f := range fs {
+		errs[i] = b.Finish(ctx, f.ID, f.Token, f.Outcome)
+	}
+	return errs
+}
+
+// slowFinish is a batching store whose outcomes for trigger "a" wait for
+// release: a store whose commit of that outcome is slow.
+type slowFinish struct {
+	batching
 	release chan struct{}
 }
 
-func (s *slowFinish) hold(fs []trigger.Finishing) {
-	for _, f := range fs {
-		if f.ID == "a" {
-			<-s.release
-		}
-	}
-}
-
 func (s *slowFinish) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
-	s.hold([]trigger.Finishing{{ID: id}})
+	if id == "a" {
+		<-s.release
+	}
 	return s.Store.Finish(ctx, id, token, o)
 }
 
 func (s *slowFinish) FinishBatch(ctx context.Context, fs []trigger.Finishing) []error {
-	s.hold(fs)
-	return s.Store.FinishBatch(ctx, fs)
+	errs := make([]error, len(fs))
+	for i, f := range fs {
+		errs[i] = s.Finish(ctx, f.ID, f.Token, f.Outcome)
+	}
+	return errs
 }
 
 // A worker hands its run's outcome over and goes on: with one worker and
@@ -43,7 +63,7 @@ func (s *slowFinish) FinishBatch(ctx context.Context, fs []trigger.Finishing) []
 func TestWorkerDoesNotWaitForTheOutcome(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		store := &slowFinish{Store: memstore.New(), release: make(chan struct{})}
+		store := &slowFinish{batching: batching{Store: memstore.New()}, release: make(chan struct{})}
 		rec := &recorder{}
 		s, err := trigger.New(store, rec, trigger.Config{Workers: 1, LeaseDuration: 30 * time.Second, Logger: quiet})
 		if err != nil {
@@ -94,28 +114,37 @@ func TestWorkerDoesNotWaitForTheOutcome(t *testing.T) {
 }
 
 // Outcomes recorded in groups (BatchFinisher) are recorded as one by one:
-// 500 triggers due at once on 4 workers all complete, once each.
+// 500 triggers due at once on 4 workers all complete, once each, some after
+// a retry, and the finisher did record groups.
 func TestOutcomesInGroups(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := setup(t, trigger.Config{Workers: 4}, func(ctx context.Context, t *trigger.Trigger) error {
+		store := &batching{Store: memstore.New()}
+		rec := &recorder{fn: func(ctx context.Context, t *trigger.Trigger) error {
 			if t.Attempt == 1 && t.ID[len(t.ID)-1] == '7' {
 				return trigger.RetryAfter(time.Second, context.DeadlineExceeded) // some retry, in the same groups
 			}
 			return nil
-		})
+		}}
+		s, err := trigger.New(store, rec, trigger.Config{Workers: 4, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx := context.Background()
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
 		due := time.Now().Add(time.Second)
 		ts := make([]trigger.Trigger, 500)
 		for i := range ts {
 			ts[i] = trigger.Trigger{ID: "t" + strconv.Itoa(i), DueAt: due}
 		}
-		if _, err := b.sched.ScheduleBatch(ctx, ts); err != nil {
+		if _, err := s.ScheduleBatch(ctx, ts); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
 		for _, tr := range ts {
-			got, err := b.store.Get(ctx, tr.ID)
+			got, err := store.Get(ctx, tr.ID)
 			if err != nil || got.State != trigger.StateCompleted {
 				t.Fatalf("%s: %v, %v; want completed", tr.ID, got.State, err)
 			}
@@ -123,10 +152,15 @@ func TestOutcomesInGroups(t *testing.T) {
 			if tr.ID[len(tr.ID)-1] == '7' {
 				want = 2
 			}
-			if n := len(b.runs.of(tr.ID)); n != want {
+			if n := len(rec.of(tr.ID)); n != want {
 				t.Errorf("%s ran %d times, want %d", tr.ID, n, want)
 			}
 		}
-		b.stop(t)
+		if err := s.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := store.largest.Load(); n < 2 {
+			t.Errorf("the largest group had %d outcomes; the finisher should have grouped them", n)
+		}
 	})
 }

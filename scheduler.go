@@ -43,8 +43,11 @@ type Scheduler struct {
 	running  map[string]run
 	queues   queues // per-queue concurrency limits; see queue.go
 	shutdown bool   // Stop's context ended: runs are canceled
-	// dones are the runs whose outcomes await the finisher (finisher.go);
-	// doneCond is signaled when it gains its first or loses them all.
+	// batches is the store as a BatchFinisher, or nil. With one, runs hand
+	// their outcomes to the finisher (finisher.go): dones are those that
+	// await it; doneCond is signaled when it gains its first or loses
+	// them all.
+	batches     BatchFinisher
 	dones       []done
 	doneCond    *sync.Cond
 	workersDone bool      // no run will be handed over any more
@@ -127,6 +130,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 	}
 	s.work = sync.NewCond(&s.mu)
 	s.doneCond = sync.NewCond(&s.mu)
+	s.batches, _ = store.(BatchFinisher)
 	return s, nil
 }
 
@@ -158,7 +162,9 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	}
 	s.hbWG.Go(s.heartbeatLoop)
 	var finisher sync.WaitGroup
-	finisher.Go(s.finisher)
+	if s.batches != nil {
+		finisher.Go(s.finisher)
+	}
 	go func() { // owned by Stop, which waits for stopped
 		s.wg.Wait()
 		s.mu.Lock()
@@ -627,10 +633,13 @@ func (s *Scheduler) execute(claimed Trigger, tm *wheel.Timer[entry]) {
 					return decide(t)
 				}
 			}
-			// The finisher records the outcome and ends the run there: the
-			// worker goes on to the next trigger meanwhile.
-			s.handOver(done{rc: rc, o: decide(t), redo: redo, tm: tm})
-			return
+			if s.batches != nil {
+				// The finisher records the outcome and ends the run
+				// there: the worker goes on to the next trigger meanwhile.
+				s.handOver(done{rc: rc, o: decide(t), redo: redo, tm: tm})
+				return
+			}
+			o = s.finish(t, decide(t), redo)
 		}
 	}
 	s.endRun(t, tm, &o)

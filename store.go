@@ -213,11 +213,12 @@ func sameDefinition(a, b *Trigger, keyOwned bool) bool {
 		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && (keyOwned || a.WaitKey == b.WaitKey) && a.Machine == b.Machine
 }
 
-// BatchFinisher is an optional capability of a Store: recording many run
-// outcomes in one call. The scheduler hands the outcomes of its runs to one
-// goroutine that records them in groups, so that a store can write a group
-// at once (bbolt: one commit; a SQL store: one round trip) instead of one
-// outcome at a time.
+// BatchFinisher is an optional capability of a Store whose writes are
+// costly (a disk sync, a network round trip): recording many run outcomes
+// in one call. With such a store, workers hand the outcomes of their runs
+// to one goroutine that records them in groups (bbolt: one commit; a SQL
+// store: one round trip) and go on to the next trigger; with another store,
+// each worker records its own outcome with Finish.
 //
 // A Store type that wraps another by embedding it (to instrument Finish,
 // say) gets the embedded store's FinishBatch promoted: override FinishBatch

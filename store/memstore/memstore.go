@@ -428,83 +428,44 @@ func (s *Store) Extend(ctx context.Context, id string, token uint64, now, until 
 // Finish records the outcome of a run and saves its follow-ups; see
 // trigger.Store.
 func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
-	f, err := prepareFinish(id, token, o)
+	if id == "" {
+		return errEmptyID
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	now, err := stamp(o.Now, "outcome time")
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.finishLocked(&f)
-}
-
-// FinishBatch records each outcome of fs as Finish would, under one
-// acquisition of the lock; see trigger.BatchFinisher.
-func (s *Store) FinishBatch(ctx context.Context, fs []trigger.Finishing) []error {
-	errs := make([]error, len(fs))
-	prepared := make([]finishing, len(fs))
-	for i, f := range fs {
-		prepared[i], errs[i] = prepareFinish(f.ID, f.Token, f.Outcome)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range prepared {
-		if errs[i] == nil {
-			errs[i] = s.finishLocked(&prepared[i])
-		}
-	}
-	return errs
-}
-
-// finishing is an outcome checked and encoded, ready to be applied.
-type finishing struct {
-	id        string
-	token     uint64
-	o         trigger.Outcome
-	now, due  int64
-	replace   bool
-	payload   string
-	followUps []*record
-}
-
-// prepareFinish checks and encodes what Finish can without the lock.
-func prepareFinish(id string, token uint64, o trigger.Outcome) (finishing, error) {
-	f := finishing{id: id, token: token, o: o}
-	if id == "" {
-		return f, errEmptyID
-	}
-	if err := o.Validate(); err != nil {
-		return f, fmt.Errorf("memstore: %w", err)
-	}
-	var err error
-	if f.now, err = stamp(o.Now, "outcome time"); err != nil {
-		return f, err
-	}
+	var due int64
 	if o.Kind != trigger.OutcomeComplete && o.Kind != trigger.OutcomeFail {
-		if f.due, err = stamp(o.At, "outcome due time"); err != nil {
-			return f, err
+		if due, err = stamp(o.At, "outcome due time"); err != nil {
+			return err
 		}
 	}
-	f.replace = o.Kind == trigger.OutcomeReschedule && o.Payload != nil
-	if f.replace {
-		if f.payload, err = encode(o.Payload); err != nil {
-			return f, err
+	replace := o.Kind == trigger.OutcomeReschedule && o.Payload != nil
+	var payload string
+	if replace {
+		if payload, err = encode(o.Payload); err != nil {
+			return err
 		}
 	}
-	f.followUps, err = newRecords(o.FollowUps, o.Now)
-	return f, err
-}
+	followUps, err := newRecords(o.FollowUps, o.Now)
+	if err != nil {
+		return err
+	}
 
-// finishLocked applies a prepared outcome. s.mu must be held.
-func (s *Store) finishLocked(f *finishing) error {
-	o, now, due, replace, payload := &f.o, f.now, f.due, f.replace, f.payload
-	r, err := s.held(f.id, f.token)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.held(id, token)
 	if err != nil {
 		return err
 	}
 	if err := r.checkSpec(o.IfCron); err != nil {
 		return err
 	}
-	if err := s.insert(f.followUps...); err != nil {
+	if err := s.insert(followUps...); err != nil {
 		return err
 	}
 	s.detach(r)
