@@ -34,7 +34,8 @@ type done struct {
 	tm   *wheel.Timer[entry]
 }
 
-// maxDone returns how many outcomes may wait for the finisher.
+// maxDone returns how many outcomes may wait for the finisher, besides the
+// groups being recorded.
 func (s *Scheduler) maxDone() int { return max(4*s.cfg.Workers, 64) }
 
 // handOver queues d for the finisher, waiting while the queue is full.
@@ -62,6 +63,7 @@ func (s *Scheduler) finisher() {
 	defer wg.Wait()
 	slots := make(chan struct{}, groupsInFlight)
 	for {
+		slots <- struct{}{} // a free slot first: what waits stays in dones
 		s.mu.Lock()
 		for len(s.dones) == 0 && !s.workersDone {
 			s.doneCond.Wait()
@@ -75,7 +77,6 @@ func (s *Scheduler) finisher() {
 		s.doneCond.Broadcast() // room for the workers waiting in handOver
 		s.mu.Unlock()
 
-		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			s.record(batch)
