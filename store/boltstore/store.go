@@ -426,17 +426,22 @@ func corrupt(id string, err error) error {
 	return fmt.Errorf("%w: trigger %q: %v", ErrCorrupt, id, err)
 }
 
-// reportCorrupt logs a record a scan skipped, once per ID (the set of
-// reported IDs is bounded; past it, every report is logged).
+// reportCorrupt logs a record a scan skipped, once per ID.
 func (s *Store) reportCorrupt(id string, err error) {
+	s.reportOnce(id, "boltstore: skipping a trigger record that does not decode; Delete removes it",
+		slog.String("trigger_id", id), slog.Any("error", err))
+}
+
+// reportOnce logs msg the first time it is called with key (the set of
+// reported keys is bounded; past it, every report is logged).
+func (s *Store) reportOnce(key, msg string, attrs ...any) {
 	s.reportMu.Lock()
-	_, seen := s.reported[id]
+	_, seen := s.reported[key]
 	if !seen && len(s.reported) < 4096 {
-		s.reported[id] = struct{}{}
+		s.reported[key] = struct{}{}
 	}
 	s.reportMu.Unlock()
 	if !seen {
-		s.log.Error("boltstore: skipping a trigger record that does not decode; Delete removes it",
-			slog.String("trigger_id", id), slog.Any("error", err))
+		s.log.Error(msg, attrs...)
 	}
 }

@@ -690,20 +690,11 @@ func (s *Store) deleteTokens(ctx context.Context, stale []staleToken) (int, erro
 	return n, nil
 }
 
-// reportToken logs a token record that does not decode, once per key (in
-// the set of reportCorrupt, under a prefix no trigger ID has).
+// reportToken logs a token record that does not decode, once per key
+// (among the keys of reportCorrupt, under a prefix no trigger ID has).
 func (s *Store) reportToken(key []byte, err error) {
-	id := "\x00token\x00" + string(key)
-	s.reportMu.Lock()
-	_, seen := s.reported[id]
-	if !seen && len(s.reported) < 4096 {
-		s.reported[id] = struct{}{}
-	}
-	s.reportMu.Unlock()
-	if !seen {
-		s.log.Error("boltstore: keeping a wait token record that does not decode; a Resume of its key fails with ErrCorrupt",
-			slog.String("wait_key", string(key)), slog.Any("error", err))
-	}
+	s.reportOnce("\x00token\x00"+string(key), "boltstore: keeping a wait token record that does not decode; a Resume of its key fails with ErrCorrupt",
+		slog.String("wait_key", string(key)), slog.Any("error", err))
 }
 
 // upgradeTokens rewrites the token values of a file of format version 5,
