@@ -245,13 +245,6 @@ func (s *Store) run() {
 	}
 }
 
-// waiters returns how many queued ops have a writer waiting for them.
-func (s *Store) waiters() int {
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	return s.waiting
-}
-
 // commit applies ops in one transaction, gathering more (see gather), and
 // commits it. It reports to the writers and returns how many it released
 // and how long the transaction took, not counting the wait for more ops.
