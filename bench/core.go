@@ -152,6 +152,9 @@ func (w *workload) result() coreResult {
 	case <-time.After(w.spread + time.Minute):
 		log.Printf("core N=%d: only %d of %d executed after %v", w.n, w.executed.Load(), w.n, w.spread+time.Minute)
 	}
+	if timeline {
+		w.printTimeline()
+	}
 	r := coreResult{
 		nsPerOp:     float64(w.elapsed.Nanoseconds()) / float64(w.n),
 		allocsPerOp: float64(w.m1.Mallocs-w.m0.Mallocs) / float64(w.n),
@@ -249,4 +252,26 @@ func signed(d time.Duration) string {
 		return "-" + dur(-d) + " EARLY"
 	}
 	return "+" + dur(d)
+}
+
+// timeline is set by -timeline: print the lateness of each run by when its
+// jobs were due, to see where the tail comes from.
+var timeline bool
+
+// printTimeline prints lateness quantiles per 500 ms of due time.
+func (w *workload) printTimeline() {
+	const step = 500 * time.Millisecond
+	buckets := make([]samples, int(w.spread/step)+1)
+	for i := range w.n {
+		if !w.handedLate[i] {
+			b := int(w.offsets[i] / step)
+			buckets[b] = append(buckets[b], time.Duration(w.starts[i]))
+		}
+	}
+	fmt.Printf("  N=%d, scheduling took %v\n", w.n, w.elapsed.Round(time.Millisecond))
+	for b, s := range buckets {
+		if len(s) > 0 {
+			fmt.Printf("    due %5v..: %7d  p50 %8s  p99 %8s  max %8s\n", time.Duration(b)*step, len(s), dur(s.p(0.5)), dur(s.p(0.99)), dur(s.max()))
+		}
+	}
 }

@@ -5,6 +5,7 @@
 //	go run ./bench -table recovery        # start-up with 1,000,000 triggers on disk
 //	go run ./bench -table cron            # 10,000 cron triggers firing in the same second, and robfig/cron
 //	go run ./bench -table all
+//	go run ./bench -n 1000000 -timeline   # where the lateness tail comes from, per 500 ms of due time
 //
 // Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
 // are printed, never asserted: they depend on the machine.
@@ -31,8 +32,10 @@ func main() {
 		dir   = flag.String("dir", "", "durable tables: directory for bbolt files (default: a temporary directory)")
 		child = flag.String("recovery-child", "", "internal: run one recovery measurement on this file")
 		prof  = flag.String("cpuprofile", "", "write a CPU profile to this file")
+		tl    = flag.Bool("timeline", false, "core table: print lateness by due time, per 500 ms")
 	)
 	flag.Parse()
+	timeline = *tl
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
