@@ -3,8 +3,6 @@ package trigger
 import (
 	"errors"
 	"sync"
-
-	"github.com/triggerkit/trigger/internal/wheel"
 )
 
 // The finisher.
@@ -31,7 +29,7 @@ type done struct {
 	rc   *runContext
 	o    Outcome
 	redo func(*Trigger) Outcome
-	tm   *wheel.Timer[entry]
+	j    job
 }
 
 // maxDone returns how many outcomes may wait for the finisher, besides the
@@ -89,7 +87,7 @@ func (s *Scheduler) record(batch []done) {
 	if len(batch) == 1 {
 		d := &batch[0]
 		d.o = s.finish(&d.rc.own, d.o, d.redo)
-		s.endRun(&d.rc.own, d.tm, &d.o)
+		s.endRun(&d.rc.own, &d.j, &d.o)
 		return
 	}
 	fs := make([]Finishing, len(batch))
@@ -110,6 +108,6 @@ func (s *Scheduler) record(batch []done) {
 		default:
 			s.logOutcome(&d.rc.own, d.o, err)
 		}
-		s.endRun(&d.rc.own, d.tm, &d.o)
+		s.endRun(&d.rc.own, &d.j, &d.o)
 	}
 }

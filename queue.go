@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	"math"
 	"time"
-
-	"github.com/triggerkit/trigger/internal/wheel"
 )
 
 // Queues and priorities in the ready queue.
@@ -94,23 +92,23 @@ func (s *Scheduler) armTrigger(t *Trigger, due time.Time, boost bool) {
 
 // popReadyLocked takes the first ready trigger whose queue has a free slot,
 // and takes the slot; the triggers of full queues it meets move to their
-// queue's heap. It returns nil when none is left.
-func (s *Scheduler) popReadyLocked() *wheel.Timer[entry] {
+// queue's heap. It reports false when none is left.
+func (s *Scheduler) popReadyLocked() (job, bool) {
 	for s.ready.len() > 0 {
-		tm := s.ready.pop()
-		q := tm.Value.queue
+		j := s.ready.pop()
+		q := j.queue
 		if q == 0 || q == unknownQueue {
-			return tm
+			return j, true
 		}
 		st := &s.queues.q[q]
 		if st.running >= st.limit {
-			st.blocked.push(tm)
+			st.blocked.push(j)
 			continue
 		}
 		st.running++
-		return tm
+		return j, true
 	}
-	return nil
+	return job{}, false
 }
 
 // takeSlotLocked counts a run of queue q.
@@ -137,13 +135,13 @@ func (s *Scheduler) freeSlotLocked(q uint16) {
 // queueSlot takes a slot for a claimed trigger whose queue was unknown
 // before its claim. It reports false when the queue is full: the claim is
 // then given back and the trigger waits for a slot.
-func (s *Scheduler) queueSlot(t Trigger, tm *wheel.Timer[entry]) bool {
-	if tm.Value.queue != unknownQueue {
+func (s *Scheduler) queueSlot(t Trigger, j *job) bool {
+	if j.queue != unknownQueue {
 		return true
 	}
 	s.mu.Lock()
 	q := s.queues.index[t.Queue]
-	tm.Value.queue = q
+	j.queue = q
 	if q == 0 {
 		s.mu.Unlock()
 		return true
@@ -159,13 +157,13 @@ func (s *Scheduler) queueSlot(t Trigger, tm *wheel.Timer[entry]) bool {
 		s.log.Warn("could not give back a trigger whose queue is full; it runs when its lease expires",
 			slog.String("trigger_id", t.ID), slog.String("queue", t.Queue), slog.Any("error", err))
 		s.mu.Lock()
-		s.dequeueLocked(t.ID, tm)
+		s.dequeueLocked(j)
 		s.mu.Unlock()
 		return false
 	}
 	s.mu.Lock()
 	st := &s.queues.q[q]
-	st.blocked.push(tm)
+	st.blocked.push(*j)
 	if st.running < st.limit { // a slot freed meanwhile
 		s.ready.push(st.blocked.pop())
 		s.work.Signal()

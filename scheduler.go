@@ -37,9 +37,10 @@ type Scheduler struct {
 	// on every Schedule and bytes for every trigger within the horizon. A
 	// trigger armed twice (a scan racing Schedule) or a stale timer (of a
 	// trigger canceled or fired early) is harmless: its claim fails.
-	queued   map[string]*wheel.Timer[entry]
-	ready    readyQueue // due, not yet claimed
-	fired    []Trigger  // claimed by Fire, not yet started
+	queued   map[string]uint64 // the seq of its job
+	seq      uint64            // the last job's seq
+	ready    readyQueue        // due, not yet claimed
+	fired    []firedJob        // claimed by Fire, not yet started
 	running  map[string]run
 	queues   queues // per-queue concurrency limits; see queue.go
 	shutdown bool   // Stop's context ended: runs are canceled
@@ -87,6 +88,20 @@ type entry struct {
 	boost    bool   // retried or resumed: ahead of new work of its priority
 }
 
+// job is a due trigger on its way to a run: in the ready queue, in a full
+// queue's heap, or taken by a worker.
+type job struct {
+	entry
+	due int64  // Unix nanoseconds; orders the ready queue
+	seq uint64 // tells this job from a later one of the same trigger in queued
+}
+
+// firedJob is a trigger claimed by Fire, waiting for a worker.
+type firedJob struct {
+	t Trigger
+	j job
+}
+
 // run is a trigger running here: what the heartbeat extends and Cancel stops.
 type run struct {
 	token  uint64
@@ -119,7 +134,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
-		queued:   make(map[string]*wheel.Timer[entry]),
+		queued:   make(map[string]uint64),
 		running:  make(map[string]run),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
@@ -359,11 +374,11 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 		s.release(t) // stopped while claiming: give it back
 		return ErrStopped
 	}
-	e := s.entryOf(&t, false)
-	s.takeSlotLocked(e.queue) // a fired trigger runs even over its queue's limit
-	s.queued[id] = &wheel.Timer[entry]{Value: e}
+	j := s.newJobLocked(s.entryOf(&t, false), now)
+	s.takeSlotLocked(j.queue) // a fired trigger runs even over its queue's limit
+	s.queued[id] = j.seq
 	s.running[id] = run{token: t.Token}
-	s.fired = append(s.fired, t)
+	s.fired = append(s.fired, firedJob{t, j})
 	s.work.Signal()
 	s.mu.Unlock()
 	return nil
@@ -436,15 +451,11 @@ func (s *Scheduler) armNew(e entry, due time.Time) {
 // armLocked arms a trigger: straight into the ready queue when it is due,
 // into the wheel otherwise.
 func (s *Scheduler) armLocked(e entry, due time.Time, now time.Time) {
-	tm := &wheel.Timer[entry]{Value: e}
 	if !due.After(now) {
-		// Due already: straight to the ready queue. Adding and removing it
-		// records its due time, which orders the queue.
-		s.wheel.Add(tm, due)
-		s.wheel.Remove(tm)
-		s.enqueueLocked(tm)
+		s.enqueueLocked(e, due) // due already: straight to the ready queue
 		return
 	}
+	tm := &wheel.Timer[entry]{Value: e}
 	s.wheel.Add(tm, due)
 	if due.Before(s.wakeAt) {
 		s.wakeAt = due
@@ -457,19 +468,26 @@ func (s *Scheduler) armLocked(e entry, due time.Time, now time.Time) {
 
 // enqueueLocked moves a due trigger to the ready queue, unless it is queued
 // or running here already.
-func (s *Scheduler) enqueueLocked(tm *wheel.Timer[entry]) {
-	if _, ok := s.queued[tm.Value.id]; ok {
+func (s *Scheduler) enqueueLocked(e entry, due time.Time) {
+	if _, ok := s.queued[e.id]; ok {
 		return
 	}
-	s.queued[tm.Value.id] = tm
-	s.ready.push(tm)
+	j := s.newJobLocked(e, due)
+	s.queued[e.id] = j.seq
+	s.ready.push(j)
 	s.work.Signal()
 }
 
-// dequeueLocked forgets tm unless the id is queued by a newer entry.
-func (s *Scheduler) dequeueLocked(id string, tm *wheel.Timer[entry]) {
-	if s.queued[id] == tm {
-		delete(s.queued, id)
+// newJobLocked returns the job of a trigger due at due.
+func (s *Scheduler) newJobLocked(e entry, due time.Time) job {
+	s.seq++
+	return job{entry: e, due: due.UnixNano(), seq: s.seq}
+}
+
+// dequeueLocked forgets job j unless its trigger is queued by a later job.
+func (s *Scheduler) dequeueLocked(j *job) {
+	if s.queued[j.id] == j.seq {
+		delete(s.queued, j.id)
 	}
 }
 
@@ -481,7 +499,7 @@ func (s *Scheduler) wheelLoop() {
 	for {
 		s.mu.Lock()
 		now := time.Now()
-		s.wheel.Advance(now, s.enqueueLocked)
+		s.wheel.Advance(now, s.fireLocked)
 		next, ok := s.wheel.Next()
 		if !ok {
 			next = now.Add(time.Hour)
@@ -497,6 +515,11 @@ func (s *Scheduler) wheelLoop() {
 			return
 		}
 	}
+}
+
+// fireLocked moves a timer that fired to the ready queue.
+func (s *Scheduler) fireLocked(tm *wheel.Timer[entry]) {
+	s.enqueueLocked(tm.Value, tm.When())
 }
 
 // worker runs triggers from the fired list and the ready queue until Stop.
@@ -517,57 +540,56 @@ func (s *Scheduler) worker() {
 			fired := s.fired
 			s.fired = nil
 			s.mu.Unlock()
-			for _, t := range fired {
-				s.release(t)
+			for _, f := range fired {
+				s.release(f.t)
 			}
 			return
 		}
 		if n := len(s.fired); n > 0 {
-			t := s.fired[0]
-			s.fired[0] = Trigger{}
+			f := s.fired[0]
+			s.fired[0] = firedJob{}
 			s.fired = s.fired[1:]
-			tm := s.queued[t.ID]
 			s.mu.Unlock()
-			s.execute(t, tm)
+			s.execute(f.t, &f.j)
 			continue
 		}
-		tm := s.popReadyLocked()
+		j, ok := s.popReadyLocked()
 		s.mu.Unlock()
-		if tm == nil {
+		if !ok {
 			continue // every ready trigger's queue is full
 		}
 
 		now := time.Now()
-		t, err := s.store.Claim(s.io, tm.Value.id, s.claim(now, false))
+		t, err := s.store.Claim(s.io, j.id, s.claim(now, false))
 		if err != nil {
-			s.claimFailed(tm, err)
+			s.claimFailed(&j, err)
 			continue
 		}
-		if !s.queueSlot(t, tm) {
+		if !s.queueSlot(t, &j) {
 			continue
 		}
-		s.execute(t, tm)
+		s.execute(t, &j)
 	}
 }
 
 // claimFailed handles a claim that lost: somebody else runs the trigger,
 // it was canceled or moved, or the store failed. In every case the store
 // still has it, so the scan finds it again if it needs running.
-func (s *Scheduler) claimFailed(tm *wheel.Timer[entry], err error) {
+func (s *Scheduler) claimFailed(j *job, err error) {
 	s.mu.Lock()
-	s.dequeueLocked(tm.Value.id, tm)
-	s.freeSlotLocked(tm.Value.queue)
+	s.dequeueLocked(j)
+	s.freeSlotLocked(j.queue)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrClaimed), errors.Is(err, ErrNotDue), errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotFound):
-		s.log.Debug("trigger not claimed", slog.String("trigger_id", tm.Value.id), slog.Any("reason", err))
+		s.log.Debug("trigger not claimed", slog.String("trigger_id", j.id), slog.Any("reason", err))
 	default:
-		s.log.Error("claim failed; the scan will retry", slog.String("trigger_id", tm.Value.id), slog.Any("error", err))
+		s.log.Error("claim failed; the scan will retry", slog.String("trigger_id", j.id), slog.Any("error", err))
 	}
 }
 
 // execute runs a claimed trigger and records its outcome.
-func (s *Scheduler) execute(claimed Trigger, tm *wheel.Timer[entry]) {
+func (s *Scheduler) execute(claimed Trigger, j *job) {
 	ctx, cancel := context.WithCancelCause(s.io)
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
@@ -636,22 +658,22 @@ func (s *Scheduler) execute(claimed Trigger, tm *wheel.Timer[entry]) {
 			if s.batches != nil {
 				// The finisher records the outcome and ends the run
 				// there: the worker goes on to the next trigger meanwhile.
-				s.handOver(done{rc: rc, o: decide(t), redo: redo, tm: tm})
+				s.handOver(done{rc: rc, o: decide(t), redo: redo, j: *j})
 				return
 			}
 			o = s.finish(t, decide(t), redo)
 		}
 	}
-	s.endRun(t, tm, &o)
+	s.endRun(t, j, &o)
 }
 
 // endRun forgets a run whose outcome is recorded (or that has none) and
 // arms what the outcome left due soon.
-func (s *Scheduler) endRun(t *Trigger, tm *wheel.Timer[entry], o *Outcome) {
+func (s *Scheduler) endRun(t *Trigger, j *job, o *Outcome) {
 	s.mu.Lock()
 	delete(s.running, t.ID)
-	s.dequeueLocked(t.ID, tm)
-	s.freeSlotLocked(tm.Value.queue)
+	s.dequeueLocked(j)
+	s.freeSlotLocked(j.queue)
 	s.mu.Unlock()
 	s.armOutcome(t, o)
 }
@@ -993,14 +1015,7 @@ func (s *Scheduler) purge(now time.Time) {
 // readyQueue is a heap of due triggers: higher priority first, then earlier
 // due time. The keys sit in the heap array so that ordering never follows a
 // pointer.
-type readyQueue struct{ h []readyItem }
-
-type readyItem struct {
-	priority int32
-	boost    bool
-	due      int64
-	tm       *wheel.Timer[entry]
-}
+type readyQueue struct{ h []job }
 
 func (q *readyQueue) len() int { return len(q.h) }
 
@@ -1015,8 +1030,8 @@ func (q *readyQueue) less(i, j int) bool {
 	return a.due < b.due
 }
 
-func (q *readyQueue) push(tm *wheel.Timer[entry]) {
-	q.h = append(q.h, readyItem{priority: tm.Value.priority, boost: tm.Value.boost, due: tm.When().UnixNano(), tm: tm})
+func (q *readyQueue) push(j job) {
+	q.h = append(q.h, j)
 	for i := len(q.h) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !q.less(i, p) {
@@ -1027,11 +1042,11 @@ func (q *readyQueue) push(tm *wheel.Timer[entry]) {
 	}
 }
 
-func (q *readyQueue) pop() *wheel.Timer[entry] {
+func (q *readyQueue) pop() job {
 	n := len(q.h) - 1
-	top := q.h[0].tm
+	top := q.h[0]
 	q.h[0] = q.h[n]
-	q.h[n] = readyItem{}
+	q.h[n] = job{}
 	q.h = q.h[:n]
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i
