@@ -43,8 +43,9 @@ func NewContext(ctx context.Context, t *Trigger) context.Context {
 // trigger, as NewContext does, in one allocation with the copy.
 type runContext struct {
 	context.Context
-	t   Trigger // the consumer's copy
-	own Trigger // the scheduler's copy, as claimed
+	t     Trigger // the consumer's copy
+	id    string  // the claimed ID and fencing token, for Checkpoint
+	token uint64
 	// occ is the occurrence a run of a CRON trigger stands for, if hasOcc.
 	occ    Occurrence
 	hasOcc bool

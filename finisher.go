@@ -26,10 +26,10 @@ import (
 
 // done is a run whose outcome awaits recording.
 type done struct {
-	rc   *runContext
-	o    Outcome
-	redo func(*Trigger) Outcome
-	j    job
+	t Trigger // the scheduler's copy, as claimed
+	o Outcome
+	v verdict
+	j job
 }
 
 // maxDone returns how many outcomes may wait for the finisher, besides the
@@ -86,28 +86,28 @@ func (s *Scheduler) finisher() {
 func (s *Scheduler) record(batch []done) {
 	if len(batch) == 1 {
 		d := &batch[0]
-		d.o = s.finish(&d.rc.own, d.o, d.redo)
-		s.endRun(&d.rc.own, &d.j, &d.o)
+		d.o = s.finish(&d.t, d.o, &d.v)
+		s.endRun(&d.t, &d.j, &d.o)
 		return
 	}
 	fs := make([]Finishing, len(batch))
 	for i, d := range batch {
-		fs[i] = Finishing{ID: d.rc.own.ID, Token: d.rc.own.Token, Outcome: d.o}
+		fs[i] = Finishing{ID: d.t.ID, Token: d.t.Token, Outcome: d.o}
 	}
 	errs := s.batches.FinishBatch(s.io, fs)
 	for i := range batch {
 		d := &batch[i]
 		switch err := errs[i]; {
 		case err == nil:
-			s.logOutcome(&d.rc.own, d.o, nil)
+			s.logOutcome(&d.t, d.o, nil)
 		case errors.Is(err, ErrConflict), errors.Is(err, ErrInvalid), errors.Is(err, ErrDuplicate):
 			// Outcomes that need another look (a spec changed under a
 			// CRON run, a refused follow-up) take the single path, which
 			// knows how to redo them.
-			d.o = s.finish(&d.rc.own, d.o, d.redo)
+			d.o = s.finish(&d.t, d.o, &d.v)
 		default:
-			s.logOutcome(&d.rc.own, d.o, err)
+			s.logOutcome(&d.t, d.o, err)
 		}
-		s.endRun(&d.rc.own, &d.j, &d.o)
+		s.endRun(&d.t, &d.j, &d.o)
 	}
 }

@@ -597,10 +597,10 @@ func (s *Scheduler) execute(claimed Trigger, j *job) {
 		ctx, stop = context.WithTimeout(ctx, s.cfg.RunTimeout)
 		defer stop()
 	}
-	// One allocation holds the run's context, the consumer's copy of the
-	// trigger (which it may change) and the scheduler's own copy.
-	rc := &runContext{Context: ctx, t: claimed, own: claimed}
-	t := &rc.own
+	// One allocation holds the run's context and the consumer's copy of the
+	// trigger, which it may change; the scheduler's own copy is claimed.
+	rc := &runContext{Context: ctx, t: claimed, id: claimed.ID, token: claimed.Token}
+	t := &claimed
 	s.mu.Lock()
 	s.running[t.ID] = run{token: t.Token, cancel: cancel}
 	if s.shutdown {
@@ -612,12 +612,7 @@ func (s *Scheduler) execute(claimed Trigger, j *job) {
 	oc, skip := s.claimed(t, time.Now())
 	if skip != nil {
 		// The misfire policy skips the run.
-		o = s.finish(t, *skip, func(t *Trigger) Outcome {
-			if _, again := s.claimed(t, skip.Now); again != nil {
-				return *again
-			}
-			return Outcome{Kind: OutcomeSnooze, Now: skip.Now, At: skip.Now, IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}
-		})
+		o = s.finish(t, *skip, &verdict{skip: skip})
 	} else {
 		if oc != nil && !oc.early {
 			rc.occ, rc.hasOcc = oc.Occurrence, true
@@ -639,32 +634,54 @@ func (s *Scheduler) execute(claimed Trigger, j *job) {
 			ended, err = s.parkRun(t, err)
 		}
 		if !ended {
-			decide := func(t *Trigger) Outcome {
-				o := s.outcome(t, err, cause)
-				s.recur(t, &o, err, oc)
-				return o
-			}
-			var redo func(*Trigger) Outcome
-			if oc != nil {
-				redo = func(t *Trigger) Outcome {
-					sched, err := s.schedule(t)
-					if err != nil {
-						return Outcome{Kind: OutcomeSnooze, Now: time.Now(), At: time.Now().Add(time.Minute), IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}
-					}
-					oc.sched = sched
-					return decide(t)
-				}
-			}
+			v := verdict{err: err, cause: cause, oc: oc}
 			if s.batches != nil {
 				// The finisher records the outcome and ends the run
 				// there: the worker goes on to the next trigger meanwhile.
-				s.handOver(done{rc: rc, o: decide(t), redo: redo, j: *j})
+				s.handOver(done{t: claimed, o: s.decide(t, &v), v: v, j: *j})
 				return
 			}
-			o = s.finish(t, decide(t), redo)
+			o = s.finish(t, s.decide(t, &v), &v)
 		}
 	}
 	s.endRun(t, j, &o)
+}
+
+// verdict is what a run came to: its outcome is computed from it, and
+// computed again by redo when the store refuses it with ErrConflict.
+type verdict struct {
+	err, cause error       // what the consumer returned; why its context ended
+	oc         *occurrence // the occurrence a CRON run stands for, or nil
+	skip       *Outcome    // the misfire policy skipped the run: no err or cause
+}
+
+// decide returns the outcome of a run of t.
+func (s *Scheduler) decide(t *Trigger, v *verdict) Outcome {
+	o := s.outcome(t, v.err, v.cause)
+	s.recur(t, &o, v.err, v.oc)
+	return o
+}
+
+// redo returns the outcome of a CRON run again, for t whose schedule was
+// read anew. It reports false for a run whose outcome does not depend on
+// the schedule.
+func (s *Scheduler) redo(t *Trigger, v *verdict) (Outcome, bool) {
+	switch {
+	case v.skip != nil:
+		if _, again := s.claimed(t, v.skip.Now); again != nil {
+			return *again, true
+		}
+		return Outcome{Kind: OutcomeSnooze, Now: v.skip.Now, At: v.skip.Now, IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}, true
+	case v.oc != nil:
+		sched, err := s.schedule(t)
+		if err != nil {
+			now := time.Now()
+			return Outcome{Kind: OutcomeSnooze, Now: now, At: now.Add(time.Minute), IfCron: &CronSpec{Cron: t.Cron, TimeZone: t.TimeZone}}, true
+		}
+		v.oc.sched = sched
+		return s.decide(t, v), true
+	}
+	return Outcome{}, false
 }
 
 // endRun forgets a run whose outcome is recorded (or that has none) and
@@ -698,10 +715,12 @@ func (s *Scheduler) outcome(t *Trigger, err error, cause error) Outcome {
 		o.Kind, o.At = OutcomeSnooze, now
 		return o
 	}
-	var d *Directive
-	switch {
-	case err == nil:
+	if err == nil {
 		o.Kind = OutcomeComplete
+		return o
+	}
+	var d *Directive // escapes through errors.As: declared past the success path
+	switch {
 	case errors.As(err, &d):
 		switch d.kind {
 		case OutcomeComplete:
@@ -751,22 +770,26 @@ func (s *Scheduler) retryOrFail(o *Outcome, t *Trigger, err error, delay time.Du
 	o.Kind, o.At = OutcomeRetry, o.Now.Add(delay)
 }
 
-// finish records o and returns what it recorded. An outcome the store
-// refuses as bad input (a follow-up that is invalid or whose ID exists, a
-// Reschedule time out of range) fails the trigger for good: running it again
-// would return the same. An outcome refused with ErrConflict (the CRON
-// trigger's spec was registered anew during the run) is computed again by
-// redo from the stored spec.
-func (s *Scheduler) finish(t *Trigger, o Outcome, redo func(*Trigger) Outcome) Outcome {
+// finish records o, the outcome of verdict v, and returns what it
+// recorded. An outcome the store refuses as bad input (a follow-up that is
+// invalid or whose ID exists, a Reschedule time out of range) fails the
+// trigger for good: running it again would return the same. An outcome
+// refused with ErrConflict (the CRON trigger's spec was registered anew
+// during the run) is computed again by redo from the stored spec.
+func (s *Scheduler) finish(t *Trigger, o Outcome, v *verdict) Outcome {
 	err := s.store.Finish(s.io, t.ID, t.Token, o)
-	for i := 0; errors.Is(err, ErrConflict) && redo != nil && i < 5; i++ {
+	for i := 0; errors.Is(err, ErrConflict) && i < 5; i++ {
 		fresh, gerr := s.store.Get(s.io, t.ID)
 		if gerr != nil {
 			err = gerr
 			break
 		}
 		t.Cron, t.TimeZone, t.Misfire = fresh.Cron, fresh.TimeZone, fresh.Misfire
-		o = redo(t)
+		again, ok := s.redo(t, v)
+		if !ok {
+			break
+		}
+		o = again
 		err = s.store.Finish(s.io, t.ID, t.Token, o)
 	}
 	if errors.Is(err, ErrInvalid) || (errors.Is(err, ErrDuplicate) && len(o.FollowUps) > 0) {

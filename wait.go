@@ -447,10 +447,10 @@ func Checkpoint(ctx context.Context, payload Payload) error {
 	if err != nil {
 		return err
 	}
-	if err := ws.Checkpoint(ctx, h.own.ID, h.own.Token, time.Now(), payload); err != nil {
-		return fmt.Errorf("checkpoint %q: %w", h.own.ID, err)
+	if err := ws.Checkpoint(ctx, h.id, h.token, time.Now(), payload); err != nil {
+		return fmt.Errorf("checkpoint %q: %w", h.id, err)
 	}
-	h.t.Payload, h.own.Payload = maps.Clone(payload), maps.Clone(payload)
+	h.t.Payload = maps.Clone(payload)
 	return nil
 }
 
