@@ -27,10 +27,18 @@ type Scheduler struct {
 	log      *slog.Logger
 	backoff  backoff.Policy
 
+	// wmu guards the timing wheel and the arming window. It is never held
+	// with mu: the wheel driver takes what fired out of the wheel under
+	// wmu, then queues it under mu, so that arming (Schedule) and firing
+	// do not wait for the workers, nor they for them.
+	wmu        sync.Mutex
+	wheel      *wheel.Wheel[entry]
+	armedUntil time.Time // triggers due by then are armed when scheduled
+	wakeAt     time.Time // when the wheel driver wakes next
+
 	mu    sync.Mutex
 	work  *sync.Cond // signaled when ready or fired grows, or on stop
 	phase phase
-	wheel *wheel.Wheel[entry]
 	// queued holds the triggers in the ready queue or running here, so a
 	// scan does not queue them twice. Triggers armed in the wheel are not
 	// in it: a map entry per armed trigger would cost a random memory access
@@ -51,10 +59,8 @@ type Scheduler struct {
 	batches     BatchFinisher
 	dones       []done
 	doneCond    *sync.Cond
-	workersDone bool      // no run will be handed over any more
-	armedUntil  time.Time // triggers due by then are armed when scheduled
-	wakeAt      time.Time // when the wheel driver wakes next
-	moreDue     bool      // the last scan left overdue triggers in the store
+	workersDone bool // no run will be handed over any more
+	moreDue     bool // the last scan left overdue triggers in the store
 
 	wake     chan struct{} // pokes the wheel driver
 	scanNow  chan struct{} // pokes the scanner
@@ -169,7 +175,9 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	}
 	s.phase = phaseStarted
 	s.io = context.WithoutCancel(ctx)
+	s.wmu.Lock()
 	s.wheel = wheel.New[entry](s.cfg.Tick, time.Now())
+	s.wmu.Unlock()
 	s.wg.Go(s.scanLoop)
 	s.wg.Go(s.wheelLoop)
 	for range s.cfg.Workers {
@@ -374,7 +382,8 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 		s.release(t) // stopped while claiming: give it back
 		return ErrStopped
 	}
-	j := s.newJobLocked(s.entryOf(&t, false), now)
+	s.seq++
+	j := job{entry: s.entryOf(&t, false), due: now.UnixNano(), seq: s.seq}
 	s.takeSlotLocked(j.queue) // a fired trigger runs even over its queue's limit
 	s.queued[id] = j.seq
 	s.running[id] = run{token: t.Token}
@@ -441,20 +450,28 @@ func (s *Scheduler) armNew(e entry, due time.Time) {
 	if due.IsZero() {
 		return // waits to be fired
 	}
+	now := time.Now()
+	s.wmu.Lock()
+	if s.wheel == nil || due.After(s.armedUntil) {
+		s.wmu.Unlock()
+		return
+	}
+	if due.After(now) {
+		s.addTimerLocked(e, due)
+		s.wmu.Unlock()
+		return
+	}
+	s.wmu.Unlock()
 	s.mu.Lock()
-	if s.phase == phaseStarted && !due.After(s.armedUntil) {
-		s.armLocked(e, due, time.Now())
+	if s.phase == phaseStarted {
+		s.enqueueLocked(job{entry: e, due: due.UnixNano()}) // due already: straight to the ready queue
 	}
 	s.mu.Unlock()
 }
 
-// armLocked arms a trigger: straight into the ready queue when it is due,
-// into the wheel otherwise.
-func (s *Scheduler) armLocked(e entry, due time.Time, now time.Time) {
-	if !due.After(now) {
-		s.enqueueLocked(e, due) // due already: straight to the ready queue
-		return
-	}
+// addTimerLocked arms a timer for a trigger due at due, and wakes the wheel
+// driver if it is due before the driver's next wake-up. s.wmu must be held.
+func (s *Scheduler) addTimerLocked(e entry, due time.Time) {
 	tm := &wheel.Timer[entry]{Value: e}
 	s.wheel.Add(tm, due)
 	if due.Before(s.wakeAt) {
@@ -466,22 +483,17 @@ func (s *Scheduler) armLocked(e entry, due time.Time, now time.Time) {
 	}
 }
 
-// enqueueLocked moves a due trigger to the ready queue, unless it is queued
-// or running here already.
-func (s *Scheduler) enqueueLocked(e entry, due time.Time) {
-	if _, ok := s.queued[e.id]; ok {
+// enqueueLocked puts the job of a due trigger in the ready queue, unless
+// the trigger is queued or running here already. s.mu must be held.
+func (s *Scheduler) enqueueLocked(j job) {
+	if _, ok := s.queued[j.id]; ok {
 		return
 	}
-	j := s.newJobLocked(e, due)
-	s.queued[e.id] = j.seq
+	s.seq++
+	j.seq = s.seq
+	s.queued[j.id] = j.seq
 	s.ready.push(j)
 	s.work.Signal()
-}
-
-// newJobLocked returns the job of a trigger due at due.
-func (s *Scheduler) newJobLocked(e entry, due time.Time) job {
-	s.seq++
-	return job{entry: e, due: due.UnixNano(), seq: s.seq}
 }
 
 // dequeueLocked forgets job j unless its trigger is queued by a later job.
@@ -496,16 +508,30 @@ func (s *Scheduler) dequeueLocked(j *job) {
 func (s *Scheduler) wheelLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var fired []job // what one Advance fired, reused
+	fire := func(tm *wheel.Timer[entry]) {
+		fired = append(fired, job{entry: tm.Value, due: tm.When().UnixNano()})
+	}
 	for {
-		s.mu.Lock()
+		s.wmu.Lock()
 		now := time.Now()
-		s.wheel.Advance(now, s.fireLocked)
+		s.wheel.Advance(now, fire)
 		next, ok := s.wheel.Next()
 		if !ok {
 			next = now.Add(time.Hour)
 		}
 		s.wakeAt = next
-		s.mu.Unlock()
+		s.wmu.Unlock()
+
+		if len(fired) > 0 {
+			s.mu.Lock()
+			for i := range fired {
+				s.enqueueLocked(fired[i])
+			}
+			s.mu.Unlock()
+			clear(fired)
+			fired = fired[:0]
+		}
 
 		timer.Reset(time.Until(next))
 		select {
@@ -515,11 +541,6 @@ func (s *Scheduler) wheelLoop() {
 			return
 		}
 	}
-}
-
-// fireLocked moves a timer that fired to the ready queue.
-func (s *Scheduler) fireLocked(tm *wheel.Timer[entry]) {
-	s.enqueueLocked(tm.Value, tm.When())
 }
 
 // worker runs triggers from the fired list and the ready queue until Stop.
@@ -927,11 +948,11 @@ func (s *Scheduler) scanLoop() {
 // the last scan: the window (armedUntil, now+Horizon].
 func (s *Scheduler) scan() {
 	now := time.Now()
-	s.mu.Lock()
+	s.wmu.Lock()
 	from := s.armedUntil
 	until := now.Add(s.cfg.Horizon)
 	s.armedUntil = until
-	s.mu.Unlock()
+	s.wmu.Unlock()
 
 	taken := 0
 	more, _ := s.scanRange(DueQuery{Now: now, Until: now}, func(refs []Ref) bool {
@@ -939,7 +960,8 @@ func (s *Scheduler) scan() {
 		defer s.mu.Unlock()
 		for _, r := range refs {
 			if _, ok := s.queued[r.ID]; !ok {
-				s.armLocked(s.refEntry(r), r.DueAt, now)
+				// Due by now (or its lease expired by now): ready.
+				s.enqueueLocked(job{entry: s.refEntry(r), due: r.DueAt.UnixNano()})
 				taken++
 			}
 		}
@@ -953,22 +975,23 @@ func (s *Scheduler) scan() {
 	if after.Before(now) {
 		after = now
 	}
+	// Everything in the window is due after now.
 	_, err := s.scanRange(DueQuery{Now: now, Until: until, After: Ref{DueAt: after}}, func(refs []Ref) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
 		for _, r := range refs {
-			s.armLocked(s.refEntry(r), r.DueAt, now)
+			s.addTimerLocked(s.refEntry(r), r.DueAt)
 		}
 		return true
 	})
 	if err != nil {
 		// Part of the window may be unarmed: cover it again next time.
 		// Triggers armed twice meanwhile are harmless.
-		s.mu.Lock()
+		s.wmu.Lock()
 		if s.armedUntil.Equal(until) {
 			s.armedUntil = from
 		}
-		s.mu.Unlock()
+		s.wmu.Unlock()
 	}
 }
 

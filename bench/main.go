@@ -32,6 +32,7 @@ func main() {
 		dir   = flag.String("dir", "", "durable tables: directory for bbolt files (default: a temporary directory)")
 		child = flag.String("recovery-child", "", "internal: run one recovery measurement on this file")
 		prof  = flag.String("cpuprofile", "", "write a CPU profile to this file")
+		mprof = flag.String("mutexprofile", "", "write a mutex contention profile to this file")
 		tl    = flag.Bool("timeline", false, "core table: print lateness by due time, per 500 ms")
 	)
 	flag.Parse()
@@ -43,6 +44,17 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *mprof != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer func() {
+			f, err := os.Create(*mprof)
+			if err != nil {
+				log.Fatal(err)
+			}
+			pprof.Lookup("mutex").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	runtime.GOMAXPROCS(*procs)
 	log.SetFlags(0)
