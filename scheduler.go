@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/triggerkit/trigger/internal/backoff"
@@ -49,7 +50,7 @@ type Scheduler struct {
 	seq      uint64            // the last job's seq
 	ready    readyQueue        // due, not yet claimed
 	fired    []firedJob        // claimed by Fire, not yet started
-	running  map[string]run
+	running  map[string]*run
 	queues   queues // per-queue concurrency limits; see queue.go
 	shutdown bool   // Stop's context ended: runs are canceled
 	// batches is the store as a BatchFinisher, or nil. With one, runs hand
@@ -108,10 +109,22 @@ type firedJob struct {
 	j job
 }
 
-// run is a trigger running here: what the heartbeat extends and Cancel stops.
+// run is a trigger claimed to run here: what the heartbeat extends and
+// Cancel stops. Each worker has one, reused run after run: it registers it
+// when it takes a job and sets the token once the claim returns, without
+// the lock (the heartbeat skips a run whose token is still zero). A run
+// whose outcome awaits the finisher, and one claimed by Fire that no worker
+// has taken yet, have one of their own.
 type run struct {
-	token  uint64
-	cancel context.CancelCauseFunc
+	token  atomic.Uint64
+	cancel context.CancelCauseFunc // nil for a run not started
+}
+
+// newRun returns a run of its own for a claim with the given token.
+func newRun(token uint64) *run {
+	r := new(run)
+	r.token.Store(token)
+	return r
 }
 
 var (
@@ -141,7 +154,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]uint64),
-		running:  make(map[string]run),
+		running:  make(map[string]*run),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -386,7 +399,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 	j := job{entry: s.entryOf(&t, false), due: now.UnixNano(), seq: s.seq}
 	s.takeSlotLocked(j.queue) // a fired trigger runs even over its queue's limit
 	s.queued[id] = j.seq
-	s.running[id] = run{token: t.Token}
+	s.running[id] = newRun(t.Token)
 	s.fired = append(s.fired, firedJob{t, j})
 	s.work.Signal()
 	s.mu.Unlock()
@@ -411,7 +424,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	// claim then fails and it is dropped.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.running[id]; r.cancel != nil {
+	if r := s.running[id]; r != nil && r.cancel != nil {
 		r.cancel(errCanceled)
 	}
 	return nil
@@ -544,10 +557,29 @@ func (s *Scheduler) wheelLoop() {
 }
 
 // worker runs triggers from the fired list and the ready queue until Stop.
+// It takes the scheduler's lock once per run: to forget the run that ended
+// and take the next job together, registering the job's run (with a
+// context made beforehand) in the same breath. What the ended run's outcome
+// left due soon is armed after that, outside the lock.
 func (s *Scheduler) worker() {
+	r := new(run) // this worker's run
+	var (
+		t      Trigger // the trigger claimed, then run
+		j      job     // its job
+		o      Outcome // the outcome of t's run, if ended
+		ended  bool    // t's run ended here: forget it, then arm what o left due
+		ctx    context.Context
+		cancel context.CancelCauseFunc
+	)
 	for {
+		if ctx == nil || ctx.Err() != nil {
+			ctx, cancel = context.WithCancelCause(s.io)
+		}
 		s.mu.Lock()
-		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted {
+		if ended {
+			s.forgetLocked(t.ID, &j)
+		}
+		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted && !ended {
 			if s.moreDue {
 				s.moreDue = false
 				select {
@@ -561,43 +593,87 @@ func (s *Scheduler) worker() {
 			fired := s.fired
 			s.fired = nil
 			s.mu.Unlock()
+			if ended {
+				s.armOutcome(&t, &o)
+			}
 			for _, f := range fired {
 				s.release(f.t)
 			}
+			cancel(nil)
 			return
 		}
-		if n := len(s.fired); n > 0 {
-			f := s.fired[0]
+		var f firedJob
+		var next job
+		took := true
+		switch {
+		case len(s.fired) > 0:
+			f = s.fired[0]
 			s.fired[0] = firedJob{}
 			s.fired = s.fired[1:]
-			s.mu.Unlock()
-			s.execute(f.t, &f.j)
-			continue
+			s.takeLocked(f.t.ID, r, cancel, f.t.Token)
+		default:
+			next, took = s.popReadyLocked()
+			if took {
+				s.takeLocked(next.id, r, cancel, 0)
+			}
 		}
-		j, ok := s.popReadyLocked()
 		s.mu.Unlock()
-		if !ok {
-			continue // every ready trigger's queue is full
+		if ended {
+			s.armOutcome(&t, &o)
+			ended = false
+		}
+		if !took {
+			continue // nothing to run, or every ready trigger's queue is full
 		}
 
-		now := time.Now()
-		t, err := s.store.Claim(s.io, j.id, s.claim(now, false))
-		if err != nil {
-			s.claimFailed(&j, err)
-			continue
+		if f.t.ID != "" {
+			t, j = f.t, f.j
+		} else {
+			j = next
+			var err error
+			t, err = s.store.Claim(s.io, j.id, s.claim(time.Now(), false))
+			if err != nil {
+				s.claimFailed(&j, r, err)
+				continue
+			}
+			r.token.Store(t.Token)
+			if !s.queueSlot(t, &j, r) {
+				continue
+			}
 		}
-		if !s.queueSlot(t, &j) {
-			continue
-		}
-		s.execute(t, &j)
+		o, ended = s.execute(&t, &j, ctx, cancel)
+		ctx = nil
 	}
+}
+
+// takeLocked registers r as the run of trigger id, with the context's
+// cancel func and the claim's token (zero while the claim is under way).
+func (s *Scheduler) takeLocked(id string, r *run, cancel context.CancelCauseFunc, token uint64) {
+	r.token.Store(token)
+	r.cancel = cancel
+	s.running[id] = r
+	if s.shutdown {
+		cancel(errShutdown)
+	}
+}
+
+// forgetLocked forgets the run of trigger id, with job j, once it ended (or
+// never started): it is no longer running or queued here, and its queue
+// slot is free.
+func (s *Scheduler) forgetLocked(id string, j *job) {
+	delete(s.running, id)
+	s.dequeueLocked(j)
+	s.freeSlotLocked(j.queue)
 }
 
 // claimFailed handles a claim that lost: somebody else runs the trigger,
 // it was canceled or moved, or the store failed. In every case the store
 // still has it, so the scan finds it again if it needs running.
-func (s *Scheduler) claimFailed(j *job, err error) {
+func (s *Scheduler) claimFailed(j *job, r *run, err error) {
 	s.mu.Lock()
+	if s.running[j.id] == r {
+		delete(s.running, j.id)
+	}
 	s.dequeueLocked(j)
 	s.freeSlotLocked(j.queue)
 	s.mu.Unlock()
@@ -609,9 +685,11 @@ func (s *Scheduler) claimFailed(j *job, err error) {
 	}
 }
 
-// execute runs a claimed trigger and records its outcome.
-func (s *Scheduler) execute(claimed Trigger, j *job) {
-	ctx, cancel := context.WithCancelCause(s.io)
+// execute runs the claimed trigger t of job j, whose run is registered
+// with ctx's cancel func, and records its outcome. It returns the outcome
+// and true, or false when it handed the outcome over to the finisher, which
+// ends the run.
+func (s *Scheduler) execute(t *Trigger, j *job, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
@@ -619,15 +697,8 @@ func (s *Scheduler) execute(claimed Trigger, j *job) {
 		defer stop()
 	}
 	// One allocation holds the run's context and the consumer's copy of the
-	// trigger, which it may change; the scheduler's own copy is claimed.
-	rc := &runContext{Context: ctx, t: claimed, id: claimed.ID, token: claimed.Token}
-	t := &claimed
-	s.mu.Lock()
-	s.running[t.ID] = run{token: t.Token, cancel: cancel}
-	if s.shutdown {
-		cancel(errShutdown)
-	}
-	s.mu.Unlock()
+	// trigger, which it may change; the scheduler's own copy is *t.
+	rc := &runContext{Context: ctx, t: *t, id: t.ID, token: t.Token}
 
 	var o Outcome
 	oc, skip := s.claimed(t, time.Now())
@@ -643,29 +714,29 @@ func (s *Scheduler) execute(claimed Trigger, j *job) {
 			err = s.call(rc, &rc.t)
 		}
 		cause := context.Cause(ctx)
-		var ended bool // the run's end is dealt with: no outcome to record
+		var dealt bool // the run's end is dealt with: no outcome to record
 		if err != nil && (cause == errLeaseLost || cause == errCanceled) {
 			// The store would refuse the outcome: the trigger is no longer ours.
 			s.logRun(t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
-			ended = true
+			dealt = true
 		} else {
 			// A wait ends the run by parking the trigger; a wait refused
 			// comes back as the run's failure, which a CRON trigger moves
 			// past like any other failure.
-			ended, err = s.parkRun(t, err)
+			dealt, err = s.parkRun(t, err)
 		}
-		if !ended {
+		if !dealt {
 			v := verdict{err: err, cause: cause, oc: oc}
 			if s.batches != nil {
 				// The finisher records the outcome and ends the run
 				// there: the worker goes on to the next trigger meanwhile.
-				s.handOver(done{t: claimed, o: s.decide(t, &v), v: v, j: *j})
-				return
+				s.handOver(done{t: *t, o: s.decide(t, &v), v: v, j: *j})
+				return Outcome{}, false
 			}
 			o = s.finish(t, s.decide(t, &v), &v)
 		}
 	}
-	s.endRun(t, j, &o)
+	return o, true
 }
 
 // verdict is what a run came to: its outcome is computed from it, and
@@ -709,9 +780,7 @@ func (s *Scheduler) redo(t *Trigger, v *verdict) (Outcome, bool) {
 // arms what the outcome left due soon.
 func (s *Scheduler) endRun(t *Trigger, j *job, o *Outcome) {
 	s.mu.Lock()
-	delete(s.running, t.ID)
-	s.dequeueLocked(j)
-	s.freeSlotLocked(j.queue)
+	s.forgetLocked(t.ID, j)
 	s.mu.Unlock()
 	s.armOutcome(t, o)
 }
@@ -888,6 +957,7 @@ func (s *Scheduler) heartbeatLoop() {
 	type held struct {
 		id    string
 		token uint64
+		r     *run
 	}
 	var batch []held
 	for {
@@ -899,7 +969,9 @@ func (s *Scheduler) heartbeatLoop() {
 		batch = batch[:0]
 		s.mu.Lock()
 		for id, r := range s.running {
-			batch = append(batch, held{id, r.token})
+			if token := r.token.Load(); token != 0 { // zero: being claimed
+				batch = append(batch, held{id, token, r})
+			}
 		}
 		s.mu.Unlock()
 		for _, h := range batch {
@@ -910,7 +982,7 @@ func (s *Scheduler) heartbeatLoop() {
 			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
 				s.log.Warn("lease lost; stopping the run", slog.String("trigger_id", h.id), slog.Any("error", err))
 				s.mu.Lock()
-				if r := s.running[h.id]; r.token == h.token && r.cancel != nil {
+				if r := s.running[h.id]; r == h.r && r.token.Load() == h.token && r.cancel != nil {
 					r.cancel(errLeaseLost)
 				}
 				s.mu.Unlock()
