@@ -701,7 +701,11 @@ func (s *Scheduler) execute(t *Trigger, j *job, ctx context.Context, cancel cont
 	rc := &runContext{Context: ctx, t: *t, id: t.ID, token: t.Token}
 
 	var o Outcome
-	oc, skip := s.claimed(t, time.Now())
+	var oc *occurrence
+	var skip *Outcome
+	if t.Type == TypeCron {
+		oc, skip = s.claimed(t, time.Now())
+	}
 	if skip != nil {
 		// The misfire policy skips the run.
 		o = s.finish(t, *skip, &verdict{skip: skip})
@@ -1128,57 +1132,4 @@ func (s *Scheduler) purge(now time.Time) {
 			break
 		}
 	}
-}
-
-// readyQueue is a heap of due triggers: higher priority first, then earlier
-// due time. The keys sit in the heap array so that ordering never follows a
-// pointer.
-type readyQueue struct{ h []job }
-
-func (q *readyQueue) len() int { return len(q.h) }
-
-func (q *readyQueue) less(i, j int) bool {
-	a, b := &q.h[i], &q.h[j]
-	if a.priority != b.priority {
-		return a.priority > b.priority
-	}
-	if a.boost != b.boost {
-		return a.boost
-	}
-	return a.due < b.due
-}
-
-func (q *readyQueue) push(j job) {
-	q.h = append(q.h, j)
-	for i := len(q.h) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
-			break
-		}
-		q.h[i], q.h[p] = q.h[p], q.h[i]
-		i = p
-	}
-}
-
-func (q *readyQueue) pop() job {
-	n := len(q.h) - 1
-	top := q.h[0]
-	q.h[0] = q.h[n]
-	q.h[n] = job{}
-	q.h = q.h[:n]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && q.less(l, m) {
-			m = l
-		}
-		if r < n && q.less(r, m) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		q.h[i], q.h[m] = q.h[m], q.h[i]
-		i = m
-	}
-	return top
 }

@@ -544,13 +544,13 @@ func waitOf(err error) (*waitSpec, error) {
 // Otherwise err comes back unchanged.
 func (s *Scheduler) parkRun(t *Trigger, err error) (parked bool, _ error) {
 	w, werr := waitOf(err)
-	now := time.Now()
 	if werr != nil {
 		return false, Fail(werr)
 	}
 	if w == nil {
 		return false, err
 	}
+	now := time.Now()
 	p := Park{Kind: w.kind, Now: now}
 	var bad error
 	switch w.kind {
