@@ -516,6 +516,10 @@ func (s *Scheduler) dequeueLocked(j *job) {
 	}
 }
 
+// enqueueShare is how many fired jobs the wheel driver queues per hold of
+// the scheduler's lock.
+const enqueueShare = 256
+
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired
 // timer to the ready queue.
 func (s *Scheduler) wheelLoop() {
@@ -536,15 +540,19 @@ func (s *Scheduler) wheelLoop() {
 		s.wakeAt = next
 		s.wmu.Unlock()
 
-		if len(fired) > 0 {
+		// Queue what fired a share at a time, so that the workers start
+		// on the first ones while the rest of a large batch is queued.
+		for batch := fired; len(batch) > 0; {
+			n := min(len(batch), enqueueShare)
 			s.mu.Lock()
-			for i := range fired {
-				s.enqueueLocked(fired[i])
+			for i := range batch[:n] {
+				s.enqueueLocked(batch[i])
 			}
 			s.mu.Unlock()
-			clear(fired)
-			fired = fired[:0]
+			batch = batch[n:]
 		}
+		clear(fired)
+		fired = fired[:0]
 
 		timer.Reset(time.Until(next))
 		select {
