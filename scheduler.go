@@ -294,7 +294,7 @@ func (s *Scheduler) Schedule(ctx context.Context, t Trigger) (string, error) {
 	if err := s.store.Save(ctx, now, t); err != nil {
 		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
 	}
-	s.armTrigger(&t, t.DueAt, false)
+	s.armTrigger(&t, t.DueAt, false, now)
 	return t.ID, nil
 }
 
@@ -321,7 +321,7 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 		return nil, fmt.Errorf("schedule batch: %w", err)
 	}
 	for i := range batch {
-		s.armTrigger(&batch[i], batch[i].DueAt, false)
+		s.armTrigger(&batch[i], batch[i].DueAt, false, now)
 	}
 	return ids, nil
 }
@@ -445,7 +445,7 @@ func (s *Scheduler) Retry(ctx context.Context, id string) error {
 	}
 	t, err := s.store.Get(ctx, id)
 	if err == nil {
-		s.armTrigger(&t, t.DueAt, true)
+		s.armTrigger(&t, t.DueAt, true, time.Now())
 	}
 	return nil
 }
@@ -458,12 +458,13 @@ func (s *Scheduler) claim(now time.Time, force bool) Claim {
 // end of the window the scanner has covered; later ones are the scanner's.
 // Reading armedUntil after the store write is what makes this safe: a scan
 // that moved the window before the write sees it in the store, and one
-// that moves it after the write is seen here.
-func (s *Scheduler) armNew(e entry, due time.Time) {
+// that moves it after the write is seen here. now is the caller's recent
+// reading of the clock (a trigger due by then is queued at once; one due
+// a moment later goes into the wheel, which fires it at its next advance).
+func (s *Scheduler) armNew(e entry, due, now time.Time) {
 	if due.IsZero() {
 		return // waits to be fired
 	}
-	now := time.Now()
 	s.wmu.Lock()
 	if s.wheel == nil || due.After(s.armedUntil) {
 		s.wmu.Unlock()
@@ -934,9 +935,9 @@ func (s *Scheduler) logRun(t *Trigger, level slog.Level, msg string, attrs ...sl
 func (s *Scheduler) armOutcome(t *Trigger, o *Outcome) {
 	switch o.Kind {
 	case OutcomeRetry:
-		s.armTrigger(t, o.At, true) // retries go ahead of new work
+		s.armTrigger(t, o.At, true, o.Now) // retries go ahead of new work
 	case OutcomeSnooze, OutcomeReschedule:
-		s.armTrigger(t, o.At, false)
+		s.armTrigger(t, o.At, false, o.Now)
 	case OutcomeComplete, OutcomeFail:
 		if t.ParentID != "" {
 			s.armParent(t.ParentID) // this may have been its last child
@@ -944,7 +945,7 @@ func (s *Scheduler) armOutcome(t *Trigger, o *Outcome) {
 	}
 	for i := range o.FollowUps {
 		f := &o.FollowUps[i]
-		s.armTrigger(f, f.DueAt, false)
+		s.armTrigger(f, f.DueAt, false, o.Now)
 	}
 }
 

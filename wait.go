@@ -608,9 +608,9 @@ func (s *Scheduler) parkRun(t *Trigger, err error) (parked bool, _ error) {
 		return true, nil
 	}
 	s.logRun(t, slog.LevelDebug, "trigger parked", kind)
-	s.armTrigger(t, due, true) // resumed work goes ahead of new work
+	s.armTrigger(t, due, true, p.Now) // resumed work goes ahead of new work
 	for i := range p.Children {
-		s.armTrigger(&p.Children[i], p.Children[i].DueAt, false)
+		s.armTrigger(&p.Children[i], p.Children[i].DueAt, false, p.Now)
 	}
 	return true, nil
 }
@@ -635,5 +635,5 @@ func (s *Scheduler) armStored(ctx context.Context, id string, boost bool) {
 	if err != nil || t.Paused || (t.State != StateScheduled && t.State != StateRetrying) {
 		return
 	}
-	s.armTrigger(&t, t.DueAt, boost)
+	s.armTrigger(&t, t.DueAt, boost, time.Now())
 }
