@@ -21,7 +21,7 @@ func TestDriverLoop(t *testing.T) {
 		var (
 			mu      sync.Mutex
 			w       = New[int](tick, time.Now())
-			timers  = make([]Timer[int], 2000)
+			timers  = make([]Timer, 2000)
 			rearms  = make([]int, len(timers)) // times fire re-arms timer i
 			want    = make([]int, len(timers)) // expected number of fires
 			armedAt = make([]time.Time, len(timers))
@@ -31,13 +31,13 @@ func TestDriverLoop(t *testing.T) {
 			stop    = make(chan struct{})
 			stopped = make(chan struct{})
 		)
-		fire := func(tm *Timer[int]) {
-			i, now := tm.Value, time.Now()
-			events[i] = append(events[i], event{tm.When(), armedAt[i], now})
+		fire := func(i int, when time.Time) {
+			now := time.Now()
+			events[i] = append(events[i], event{when, armedAt[i], now})
 			if rearms[i] > 0 {
 				rearms[i]--
 				armedAt[i] = now
-				w.Add(tm, now.Add(time.Duration(rng.Int64N(int64(20*time.Second)))))
+				timers[i] = w.Add(i, now.Add(time.Duration(rng.Int64N(int64(20*time.Second)))))
 			}
 		}
 		go func() {
@@ -70,7 +70,6 @@ func TestDriverLoop(t *testing.T) {
 		for batch := range 20 {
 			mu.Lock()
 			for i := batch * 100; i < (batch+1)*100; i++ {
-				timers[i].Value = i
 				if i%7 == 0 {
 					rearms[i] = 2
 				}
@@ -78,10 +77,10 @@ func TestDriverLoop(t *testing.T) {
 				// Up to two minutes ahead, in whole nanoseconds, a few in the past.
 				d := time.Duration(rng.Int64N(int64(2*time.Minute))) - time.Second
 				armedAt[i] = time.Now()
-				w.Add(&timers[i], armedAt[i].Add(d))
+				timers[i] = w.Add(i, armedAt[i].Add(d))
 			}
 			for range 10 { // cancel some armed timers that would not re-arm
-				if i := rng.IntN((batch + 1) * 100); i%7 != 0 && w.Remove(&timers[i]) {
+				if i := rng.IntN((batch + 1) * 100); i%7 != 0 && w.Remove(timers[i]) {
 					want[i] = 0
 				}
 			}

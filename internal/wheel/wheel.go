@@ -44,10 +44,35 @@
 // 18.6 hours at the default 1 ms tick, more than the scheduler's horizon, so
 // the overflow stays empty in normal use.
 //
+// # Storage
+//
+// The wheel keeps the timers itself, in nodes of the value and 22 bytes of
+// bookkeeping (48 bytes with padding for a 24-byte value), and hands out a
+// [Timer] handle: the index of the timer's node and a 64-bit generation that
+// the wheel never hands out twice. Nodes live in chunks of 1024 that never
+// move once allocated, and link to each other by index, so the chunks hold no
+// Go pointers besides those inside the values: the garbage collector sees one
+// large object per 1024 timers instead of one object per timer, and nothing to
+// scan for a pointer-free T. Add takes a node from a free list (allocating a
+// chunk only when no node is free) and pushes it at the head of a singly
+// linked list, writing the node and the list's head but no neighbour. Add,
+// Remove and Armed are O(1).
+//
+// With one link per node, Remove cannot unlink a node from the middle of its
+// list. It frees the node at once when it heads its list (as the timer last
+// added there does), and otherwise leaves it linked as a tombstone: Len, the
+// list's count and Armed change at once, and the node is freed when its list
+// is next fired, moved down or walked by the early firing of its tick, at the
+// latest when the wheel reaches the removed timer's instant. So the storage
+// holds the armed timers and the removed ones whose instant the wheel has not
+// reached yet. Whenever no timer is left armed, the wheel drops its lists,
+// tombstones included, and every chunk but the first, so that a burst of a
+// million timers does not pin their memory.
+//
 // # Thread safety
 //
 // A Wheel is not safe for concurrent use. Its owner (the scheduler) serialises
-// every call on the Wheel and on its armed Timers.
+// every call on it.
 package wheel
 
 import (
@@ -103,30 +128,41 @@ func ringMask(l int) int64 {
 	return upperSlots - 1
 }
 
-// Timer is an entry of a Wheel. The caller allocates it (its zero value is an
-// unarmed timer) and keeps it; the wheel only links it into its lists, so Add
-// and Remove never allocate. A Timer may be armed in one Wheel at a time and
-// must not be copied while armed.
-type Timer[T any] struct {
-	// Value is the caller's payload. The wheel never reads it.
-	Value T
-
-	next, prev *Timer[T]
-	when       int64  // Unix nanoseconds
-	pos        uint16 // 1 + index of the list holding the timer; 0 when not armed
+// Timer is the handle of an armed timer, returned by [Wheel.Add]. The zero
+// Timer is never armed. A handle goes stale when its timer fires or is
+// removed; a stale handle is never mistaken for a newer timer reusing its
+// storage. A handle means nothing to another Wheel.
+type Timer struct {
+	gen uint64 // the generation of the node while this timer holds it; never 0 when armed
+	i   uint32 // index of the node
 }
 
-// When returns the instant the timer was last armed for, in nanoseconds and
-// without a monotonic reading or location. Instants outside the years
-// 1678–2262 are clamped to that range.
-func (t *Timer[T]) When() time.Time { return time.Unix(0, t.when) }
+const (
+	chunkBits = 10
+	chunkSize = 1 << chunkBits // nodes per chunk
+)
+
+// node holds a timer while it is armed, and while it is a tombstone: removed
+// but still linked in its list. Nodes link to each other by index, so the
+// chunks hold no Go pointers besides those in the values.
+type node[T any] struct {
+	v    T
+	when int64 // Unix nanoseconds
+	// gen is the handle's generation while the timer is armed, and 0 once it
+	// fired or was removed. Generations come from one counter per wheel, so
+	// that none is ever handed out twice, even across released chunks.
+	gen  uint64
+	next uint32 // next node of its list, or of the free list; 0 ends a list
+	list uint16 // 1 + index of the list holding the node
+}
 
 // Wheel is a hierarchical timing wheel. See the package documentation. Use
 // New: the zero Wheel is not usable.
 type Wheel[T any] struct {
 	tick int64 // nanoseconds
 	cur  int64 // current tick; timers due at or before it are in a due list
-	n    int
+	n    int   // armed timers
+	dead int   // tombstones still linked
 
 	// Timers armed for a tick at or before cur wait in due list gen until the
 	// next Advance, which flips gen before firing the other one: a fire
@@ -138,12 +174,23 @@ type Wheel[T any] struct {
 	moved int64
 	moves int
 
-	occupied [numSlots / 64]uint64 // bit i set when slot list i is not empty
-	heads    [numLists]*Timer[T]
-	// mins[i] is a lower bound of the ticks in list i: the smallest tick added
-	// since it was last empty. Remove does not raise it.
+	// chunks hold the nodes, node i at chunks[i>>chunkBits][i%chunkSize].
+	// Node 0 is never used, so that index 0 ends a list. The nodes from top
+	// on have never been used since the wheel was last empty; free is the
+	// first of the others that are free.
+	chunks []*[chunkSize]node[T]
+	free   uint32
+	top    uint32
+	seq    uint64 // the last generation handed out
+
+	// occupied has bit i set when slot list i has nodes linked, tombstones
+	// included: Advance must walk a level-0 slot to free them.
+	occupied [numSlots / 64]uint64
+	heads    [numLists]uint32
+	// mins[i] is a lower bound of the ticks of the armed timers in list i: the
+	// smallest tick added since it last held none. Remove does not raise it.
 	mins [numLists]int64
-	lens [numLists]int32
+	lens [numLists]int32 // armed timers in each list, tombstones excluded
 	// whens[i] is a lower bound of the instants (Unix nanoseconds) of the
 	// timers in level-0 slot i, so that Next can name the instant within a
 	// tick, and Advance fire a timer at its instant rather than at the end
@@ -158,7 +205,7 @@ func New[T any](tick time.Duration, now time.Time) *Wheel[T] {
 		panic("wheel: tick must be positive")
 	}
 	cur := floorDiv(unixNano(now), int64(tick))
-	return &Wheel[T]{tick: int64(tick), cur: cur, moved: cur}
+	return &Wheel[T]{tick: int64(tick), cur: cur, moved: cur, top: 1}
 }
 
 // Len returns the number of armed timers.
@@ -167,50 +214,73 @@ func (w *Wheel[T]) Len() int { return w.n }
 // Armed reports whether t is armed: added and neither fired nor removed since.
 // A timer that is due in the Advance under way but not yet handed to fire is
 // still armed.
-func (w *Wheel[T]) Armed(t *Timer[T]) bool { return t.pos != 0 }
-
-// Add arms t to fire at when, in O(1). Adding an armed timer moves it. A timer
-// for an instant the wheel has already passed fires at the next Advance.
-func (w *Wheel[T]) Add(t *Timer[T], when time.Time) {
-	if t.pos != 0 {
-		w.unlink(t)
-	} else {
-		w.n++
-	}
-	t.when = unixNano(when)
-	if tick := w.tickOf(t); tick > w.cur {
-		w.place(t, tick)
-	} else {
-		w.push(listDue+w.gen, t, tick)
-	}
+func (w *Wheel[T]) Armed(t Timer) bool {
+	c := int(t.i >> chunkBits)
+	return t.gen != 0 && c < len(w.chunks) && w.chunks[c][t.i%chunkSize].gen == t.gen
 }
 
-// Remove disarms t in O(1). It reports false if t was not armed.
-func (w *Wheel[T]) Remove(t *Timer[T]) bool {
-	if t.pos == 0 {
+// Add arms a timer with value v to fire at when, in O(1), and returns its
+// handle. It allocates only when no node of the wheel's chunks is free: all
+// hold armed timers or tombstones. A timer for an instant the wheel has
+// already passed fires at the next Advance.
+func (w *Wheel[T]) Add(v T, when time.Time) Timer {
+	i, n := w.alloc()
+	w.seq++
+	n.v, n.when, n.gen = v, unixNano(when), w.seq
+	w.n++
+	if tick := w.tickOf(n.when); tick > w.cur {
+		w.place(i, n, tick)
+	} else {
+		w.push(listDue+w.gen, i, n, tick)
+	}
+	return Timer{gen: w.seq, i: i}
+}
+
+// Remove disarms t in O(1). It reports false, and changes nothing, if t is not
+// armed. The timer's value is dropped at once; its node is freed at once too
+// when it heads its list, and otherwise stays linked as a tombstone until that
+// list is next walked (see the package documentation).
+func (w *Wheel[T]) Remove(t Timer) bool {
+	if !w.Armed(t) {
 		return false
 	}
-	w.unlink(t)
+	n := w.node(t.i)
+	var zero T
+	n.v, n.gen = zero, 0 // let the value go now
+	l := int(n.list) - 1
+	w.lens[l]--
 	w.n--
+	if w.heads[l] == t.i {
+		w.heads[l] = n.next
+		w.vacate(l)
+		w.release(t.i, n)
+	} else {
+		w.dead++
+	}
+	if w.n == 0 && !w.advancing {
+		w.reset()
+	}
 	return true
 }
 
-// Advance moves the wheel to now and fires every timer with When() <= now,
-// and never one with When() > now. It also fires
-// the timers armed in the past since the last Advance. Each timer is disarmed
-// before it is passed to fire, in tick order (any order within a tick). Then
-// it moves down a share of the timers of the upper slots whose blocks come
-// next (see the package documentation).
+// Advance moves the wheel to now and fires every timer armed for an instant
+// at or before now, and never one armed for an instant after now. It also
+// fires the timers armed in the past since the last Advance. Each timer is
+// disarmed, and its node freed, before its value and instant are passed to
+// fire, in tick order (any order within a tick). The instant is the one given
+// to Add to the nanosecond, as time.Unix returns it (no monotonic reading,
+// the local location), clamped to the years 1678–2262. Then Advance moves down a share of the
+// timers of the upper slots whose blocks come next (see the package
+// documentation).
 //
-// fire may Add and Remove timers, the fired one included. A timer it arms
-// fires in this same call if its tick is after the one being fired and not
-// after now, and otherwise in a later Advance. fire must not call Advance. If
-// fire panics, the wheel stays consistent and the timers it has not reached
-// stay armed.
+// fire may Add and Remove timers. A timer it arms fires in this same call if
+// its tick is after the one being fired and not after now, and otherwise in a
+// later Advance. fire must not call Advance. If fire panics, the wheel stays
+// consistent and the timers it has not reached stay armed.
 //
 // A now earlier than the wheel's position only fires the timers armed in the
 // past. Jumping far ahead costs one step per occupied slot, not per tick.
-func (w *Wheel[T]) Advance(now time.Time, fire func(*Timer[T])) {
+func (w *Wheel[T]) Advance(now time.Time, fire func(v T, when time.Time)) {
 	if w.advancing {
 		panic("wheel: Advance called from its own fire callback")
 	}
@@ -232,49 +302,64 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(*Timer[T])) {
 	}
 	w.fireEarly(unixNano(now), fire)
 	w.precascade()
+	if w.n == 0 {
+		w.reset()
+	}
 }
 
 // fireEarly fires the timers of the next tick whose instant is at or before
 // now: a tick is the granularity of the slots, not of the firing. It moves
 // them to a list of their own before firing any, so that fire may change
-// the slot, and leaves the slot's whens exact.
-func (w *Wheel[T]) fireEarly(now int64, fire func(*Timer[T])) {
-	i := int((w.cur + 1) & (level0Slots - 1))
-	if w.heads[i] == nil || w.whens[i] > now {
+// the slot, frees the slot's tombstones on the way, and leaves the slot's
+// whens exact.
+func (w *Wheel[T]) fireEarly(now int64, fire func(T, time.Time)) {
+	s := int((w.cur + 1) & (level0Slots - 1))
+	if w.heads[s] == 0 || w.whens[s] > now {
 		return
 	}
 	rest := int64(math.MaxInt64)
-	for t := w.heads[i]; t != nil; {
-		next := t.next
-		if t.when <= now {
-			w.unlink(t)
-			w.push(listEarly, t, w.cur+1)
-		} else {
-			rest = min(rest, t.when)
+	for link := &w.heads[s]; *link != 0; {
+		i := *link
+		n := w.node(i)
+		switch {
+		case n.gen == 0:
+			*link = n.next
+			w.dead--
+			w.release(i, n)
+		case n.when <= now:
+			*link = n.next
+			w.lens[s]--
+			w.push(listEarly, i, n, w.cur+1)
+		default:
+			rest = min(rest, n.when)
+			link = &n.next
 		}
-		t = next
 	}
-	w.whens[i] = rest
+	w.vacate(s)
+	w.whens[s] = rest
 	w.drain(listEarly, fire)
 }
 
 // Next returns the earliest instant at which the wheel wants Advance to be
 // called, and false when no timer is armed. That is the earliest armed
-// timer's When() when the timer is on level 0 (the coming 256 to 512
-// ticks), that instant rounded up to the tick on the upper levels, or
-// earlier: when a large upper slot
-// is being moved down ahead of its block, Next asks for an Advance every few
-// ticks so that the move is spread out. After Remove (or a moving Add) of a
-// timer that was the earliest in its upper slot or in the overflow, Next may
-// also still report the removed timer's tick, where Advance fires nothing;
-// it is exact again after that Advance. So each such Remove costs the driver
-// at most one needless wake-up, where recomputing the minimum would make
-// Remove or Next O(timers in the slot). A result before the last Advance
+// timer's instant when the timer is on level 0 (the coming 256 to 512 ticks),
+// that instant rounded up to the tick on the upper levels, or earlier: when a
+// large upper slot is being moved down ahead of its block, Next asks for an
+// Advance every few ticks so that the move is spread out. After Remove, Next
+// may also still report the removed timer's instant (on level 0, while its
+// tombstone waits in the slot) or tick (on the upper levels and in the
+// overflow, where the slot's lower bound is not raised), where Advance fires
+// nothing; it is exact again after that Advance. So each Remove costs the
+// driver at most one needless wake-up, where recomputing the minimum would
+// make Remove or Next O(timers in the slot). A result before the last Advance
 // means "now". Next is O(levels).
 func (w *Wheel[T]) Next() (time.Time, bool) {
+	if w.n == 0 {
+		return time.Time{}, false
+	}
 	tick, ok := w.earliest()
 	for _, due := range [...]int{listDue, listDue + 1} {
-		if w.heads[due] != nil && (!ok || w.mins[due] < tick) {
+		if w.lens[due] > 0 && (!ok || w.mins[due] < tick) {
 			tick, ok = w.mins[due], true
 		}
 	}
@@ -293,8 +378,8 @@ func (w *Wheel[T]) Next() (time.Time, bool) {
 		return time.Unix(0, math.MinInt64), true
 	}
 	at := tick * w.tick
-	if i := int(tick & (level0Slots - 1)); tick > w.cur && w.heads[i] != nil && w.mins[i] == tick {
-		at = max(w.whens[i], at-w.tick+1) // the first instant in the tick
+	if s := int(tick & (level0Slots - 1)); tick > w.cur && w.heads[s] != 0 && w.mins[s] == tick {
+		at = max(w.whens[s], at-w.tick+1) // the first instant in the tick
 	}
 	return time.Unix(0, at), true
 }
@@ -317,7 +402,7 @@ func (w *Wheel[T]) earliest() (int64, bool) {
 			}
 		}
 	}
-	if w.heads[listOverflow] != nil && (!ok || w.mins[listOverflow] < best) {
+	if w.lens[listOverflow] > 0 && (!ok || w.mins[listOverflow] < best) {
 		best, ok = w.mins[listOverflow], true
 	}
 	return best, ok
@@ -398,15 +483,17 @@ func (w *Wheel[T]) pending(l int) (slot int, left int64) {
 // precascade moves down a share of each pending upper slot: the share of the
 // ticks left before its block starts that the wheel moved through since the
 // last call (within the current block), so that the slot is empty by then.
+// It frees the tombstones it meets, and the rest of them once the slot holds
+// no armed timer.
 func (w *Wheel[T]) precascade() {
 	last := w.moved
 	w.moved = w.cur
 	for l := 1; l <= upperLevels; l++ {
-		i, left := w.pending(l)
-		n := int64(w.lens[i])
-		if n == 0 || left <= 0 {
+		s, left := w.pending(l)
+		if w.heads[s] == 0 || left <= 0 {
 			continue // left <= 0: the block start overflows; far out of reach
 		}
+		n := int64(w.lens[s])
 		blockStart := w.cur >> blockShift(l-1) << blockShift(l-1)
 		moved := max(w.cur-max(last, blockStart), 1)
 		k := n
@@ -414,98 +501,168 @@ func (w *Wheel[T]) precascade() {
 			k = min(n, max((n*moved+left-1)/left, precascadeBatch/4))
 		}
 		w.moves += int(k)
-		for ; k > 0; k-- {
-			t := w.heads[i]
-			w.unlink(t)
-			w.place(t, w.tickOf(t))
+		for k > 0 {
+			i := w.heads[s]
+			nd := w.node(i)
+			w.heads[s] = nd.next
+			if nd.gen == 0 {
+				w.dead--
+				w.release(i, nd)
+				continue
+			}
+			w.lens[s]--
+			k--
+			w.place(i, nd, w.tickOf(nd.when))
 		}
+		if w.lens[s] == 0 {
+			for i := w.heads[s]; i != 0; {
+				nd := w.node(i)
+				next := nd.next
+				w.dead--
+				w.release(i, nd)
+				i = next
+			}
+			w.heads[s] = 0
+		}
+		w.vacate(s)
 	}
 }
 
-// replace empties list i and places each of its timers again.
-func (w *Wheel[T]) replace(i int) {
-	t := w.heads[i]
-	if t == nil {
+// replace empties list l, places each of its armed timers again and frees
+// its tombstones.
+func (w *Wheel[T]) replace(l int) {
+	i := w.heads[l]
+	if i == 0 {
 		return
 	}
-	w.heads[i] = nil
-	w.moves += int(w.lens[i])
-	w.lens[i] = 0
-	if i < numSlots {
-		w.occupied[i/64] &^= 1 << (i % 64)
-	}
-	for t != nil {
-		next := t.next
-		w.place(t, w.tickOf(t))
-		t = next
+	w.heads[l] = 0
+	w.vacate(l)
+	w.moves += int(w.lens[l])
+	w.lens[l] = 0
+	for i != 0 {
+		n := w.node(i)
+		next := n.next
+		if n.gen == 0 {
+			w.dead--
+			w.release(i, n)
+		} else {
+			w.place(i, n, w.tickOf(n.when))
+		}
+		i = next
 	}
 }
 
-// drain disarms and fires the timers of list i until it is empty.
-func (w *Wheel[T]) drain(i int, fire func(*Timer[T])) {
-	for t := w.heads[i]; t != nil; t = w.heads[i] {
-		w.unlink(t)
+// drain disarms and fires the timers of list l until it is empty, and frees
+// its tombstones. Each node is unlinked and freed before fire sees its value,
+// so that fire may reuse it and a panic in fire leaves the list consistent.
+func (w *Wheel[T]) drain(l int, fire func(T, time.Time)) {
+	var zero T
+	for i := w.heads[l]; i != 0; i = w.heads[l] {
+		n := w.node(i)
+		w.heads[l] = n.next
+		w.vacate(l)
+		if n.gen == 0 {
+			w.dead--
+			w.release(i, n)
+			continue
+		}
+		v, when := n.v, n.when
+		n.v, n.gen = zero, 0
+		w.lens[l]--
 		w.n--
-		fire(t)
+		w.release(i, n)
+		fire(v, time.Unix(0, when))
 	}
 }
 
-// place links t, due at tick > cur, into the list it belongs to: the lowest
-// level whose current or next block holds tick.
-func (w *Wheel[T]) place(t *Timer[T], tick int64) {
+// place links node i, due at tick > cur, into the list it belongs to: the
+// lowest level whose current or next block holds tick.
+func (w *Wheel[T]) place(i uint32, n *node[T], tick int64) {
 	for l := 0; l <= upperLevels; l++ {
 		if bs := blockShift(l); tick>>bs-w.cur>>bs <= 1 {
-			w.push(levelBase(l)+int(tick>>slotShift(l)&ringMask(l)), t, tick)
+			w.push(levelBase(l)+int(tick>>slotShift(l)&ringMask(l)), i, n, tick)
 			return
 		}
 	}
-	w.push(listOverflow, t, tick)
+	w.push(listOverflow, i, n, tick)
 }
 
-// push links t at the head of list i.
-func (w *Wheel[T]) push(i int, t *Timer[T], tick int64) {
-	h := w.heads[i]
-	if h == nil {
-		w.mins[i] = tick
-		if i < numSlots {
-			w.occupied[i/64] |= 1 << (i % 64)
+// push links the armed node i at the head of list l. It writes the node and
+// the list's own fields, never the old head.
+func (w *Wheel[T]) push(l int, i uint32, n *node[T], tick int64) {
+	if w.lens[l] == 0 {
+		w.mins[l] = tick
+		if l < level0Slots {
+			w.whens[l] = n.when
 		}
 	} else {
-		h.prev = t
-		w.mins[i] = min(w.mins[i], tick)
-	}
-	if i < level0Slots {
-		if h == nil || t.when < w.whens[i] {
-			w.whens[i] = t.when
+		w.mins[l] = min(w.mins[l], tick)
+		if l < level0Slots {
+			w.whens[l] = min(w.whens[l], n.when)
 		}
 	}
-	t.next, t.prev, t.pos = h, nil, uint16(i+1)
-	w.heads[i] = t
-	w.lens[i]++
+	if l < numSlots {
+		w.occupied[l/64] |= 1 << (l % 64)
+	}
+	n.next, n.list = w.heads[l], uint16(l+1)
+	w.heads[l] = i
+	w.lens[l]++
 }
 
-// unlink takes the armed timer t out of its list and disarms it.
-func (w *Wheel[T]) unlink(t *Timer[T]) {
-	i := int(t.pos) - 1
-	if t.prev != nil {
-		t.prev.next = t.next
-	} else {
-		w.heads[i] = t.next
-		if t.next == nil && i < numSlots {
-			w.occupied[i/64] &^= 1 << (i % 64)
-		}
+// vacate clears the occupancy bit of list l if it has become empty.
+func (w *Wheel[T]) vacate(l int) {
+	if w.heads[l] == 0 && l < numSlots {
+		w.occupied[l/64] &^= 1 << (l % 64)
 	}
-	if t.next != nil {
-		t.next.prev = t.prev
-	}
-	t.next, t.prev, t.pos = nil, nil, 0
-	w.lens[i]--
 }
 
-// tickOf returns the first tick at or after t's instant.
-func (w *Wheel[T]) tickOf(t *Timer[T]) int64 {
-	q := t.when / w.tick
-	if t.when%w.tick > 0 {
+// node returns node i.
+func (w *Wheel[T]) node(i uint32) *node[T] {
+	return &w.chunks[i>>chunkBits][i%chunkSize]
+}
+
+// alloc takes a free node, from the free list or else the never-used ones,
+// adding a chunk when there is none.
+func (w *Wheel[T]) alloc() (uint32, *node[T]) {
+	if i := w.free; i != 0 {
+		n := w.node(i)
+		w.free = n.next
+		return i, n
+	}
+	i := w.top
+	if int(i>>chunkBits) == len(w.chunks) {
+		w.chunks = append(w.chunks, new([chunkSize]node[T]))
+	}
+	w.top++
+	return i, w.node(i)
+}
+
+// release puts the unlinked node i, disarmed and with its value zeroed, on
+// the free list.
+func (w *Wheel[T]) release(i uint32, n *node[T]) {
+	n.next = w.free
+	w.free = i
+}
+
+// reset drops every list and all chunks but the first once no timer is armed:
+// what is still linked is tombstones. It keeps the wheel's position.
+func (w *Wheel[T]) reset() {
+	if w.dead > 0 {
+		clear(w.heads[:])
+		clear(w.occupied[:])
+		w.dead = 0
+	}
+	if len(w.chunks) > 1 {
+		clear(w.chunks[1:])
+		w.chunks = w.chunks[:1]
+	}
+	w.free, w.top = 0, 1
+}
+
+// tickOf returns the first tick at or after the instant when.
+func (w *Wheel[T]) tickOf(when int64) int64 {
+	q := when / w.tick
+	if when%w.tick > 0 {
 		q++
 	}
 	return q

@@ -3,6 +3,7 @@ package wheel
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -24,11 +25,11 @@ func at(ticks int64, extra time.Duration) time.Time {
 
 // where describes the list holding t: "L<level>/<slot>", "due", "overflow"
 // or "unarmed".
-func where[T any](t *Timer[T]) string {
-	i := int(t.pos) - 1
-	switch {
-	case i < 0:
+func where[T any](w *Wheel[T], t Timer) string {
+	if !w.Armed(t) {
 		return "unarmed"
+	}
+	switch i := int(w.node(t.i).list) - 1; {
 	case i < level0Slots:
 		return fmt.Sprintf("L0/%d", i)
 	case i < numSlots:
@@ -41,20 +42,32 @@ func where[T any](t *Timer[T]) string {
 	return "?"
 }
 
-// check verifies every structural invariant of w. It must not be called from
-// a fire callback.
+// check verifies every structural invariant of w, storage included: every
+// node below top is either linked or free, tombstones and free nodes hold no
+// value, and no chunk is kept beyond the used ones. It must not be called
+// from a fire callback.
 func check[T any](t *testing.T, w *Wheel[T]) {
 	t.Helper()
-	n := 0
+	n, dead, linked := 0, 0, 0
 	var lens [numLists]int32
 	for i := range numLists {
-		var prev *Timer[T]
-		for tm := w.heads[i]; tm != nil; prev, tm = tm, tm.next {
-			n++
-			if tm.prev != prev || int(tm.pos) != i+1 {
-				t.Fatalf("list %d: broken links or pos %d", i, tm.pos)
+		for x := w.heads[i]; x != 0; x = w.node(x).next {
+			nd := w.node(x)
+			if linked++; linked >= int(w.top) {
+				t.Fatalf("list %d: more nodes linked than used, a cycle", i)
 			}
-			tick := w.tickOf(tm)
+			if int(nd.list) != i+1 {
+				t.Fatalf("list %d: node %d says list %d", i, x, int(nd.list)-1)
+			}
+			if nd.gen == 0 {
+				if !reflect.ValueOf(nd.v).IsZero() {
+					t.Fatalf("list %d: tombstone %d keeps its value", i, x)
+				}
+				dead++
+				continue
+			}
+			n++
+			tick := w.tickOf(nd.when)
 			if tick < w.mins[i] {
 				t.Fatalf("list %d: tick %d below its minimum %d", i, tick, w.mins[i])
 			}
@@ -73,12 +86,27 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 		if lens[i] != w.lens[i] {
 			t.Fatalf("list %d: %d timers, length %d", i, lens[i], w.lens[i])
 		}
-		if i < numSlots && (w.heads[i] != nil) != (w.occupied[i/64]&(1<<(i%64)) != 0) {
+		if i < numSlots && (w.heads[i] != 0) != (w.occupied[i/64]&(1<<(i%64)) != 0) {
 			t.Fatalf("slot %d: occupancy bit disagrees with its list", i)
 		}
 	}
-	if n != w.n {
-		t.Fatalf("%d timers linked, Len %d", n, w.n)
+	if n != w.n || dead != w.dead {
+		t.Fatalf("%d timers and %d tombstones linked, Len %d, dead %d", n, dead, w.n, w.dead)
+	}
+	free := 0
+	for x := w.free; x != 0; x = w.node(x).next {
+		if free++; x >= w.top || free >= int(w.top) {
+			t.Fatalf("free list: node %d beyond top %d, or a cycle", x, w.top)
+		}
+		if nd := w.node(x); nd.gen != 0 || !reflect.ValueOf(nd.v).IsZero() {
+			t.Fatalf("free node %d is armed or keeps its value", x)
+		}
+	}
+	if linked+free != int(w.top)-1 {
+		t.Fatalf("%d nodes linked and %d free of %d used", linked, free, w.top-1)
+	}
+	if used := int(w.top-1)>>chunkBits + 1; len(w.chunks) > max(used, 1) || w.top > 1 && len(w.chunks) < used {
+		t.Fatalf("%d chunks for %d nodes used", len(w.chunks), w.top-1)
 	}
 }
 
@@ -152,9 +180,8 @@ func TestPlacement(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := New[int](ms, at(tt.cur, 0))
-			var tm Timer[int]
-			w.Add(&tm, tt.when)
-			if got := where(&tm); got != tt.want {
+			tm := w.Add(0, tt.when)
+			if got := where(w, tm); got != tt.want {
 				t.Errorf("placed in %s, want %s", got, tt.want)
 			}
 			check(t, w)
@@ -165,15 +192,14 @@ func TestPlacement(t *testing.T) {
 func TestCascade(t *testing.T) {
 	t.Parallel()
 	w := New[string](time.Millisecond, at(0, 0))
-	timers := map[string]*Timer[string]{}
+	timers := map[string]Timer{}
 	for name, when := range map[string]int64{
 		"a": 600,                       // level 1, moved down ahead of its block
 		"b": 1<<15 + 5<<8 + 7,          // level 2, then level 1 slot 5, then level 0 slot 263
 		"c": 1<<27 + 3,                 // overflow, then level 3, then level 0
 		"d": 1<<27 + 2<<20 + 1<<14 + 1, // overflow, then level 3, 2, 1, 0
 	} {
-		timers[name] = &Timer[string]{Value: name}
-		w.Add(timers[name], at(when, 0))
+		timers[name] = w.Add(name, at(when, 0))
 	}
 	steps := []struct {
 		to    int64             // Advance to base + to ticks
@@ -195,12 +221,12 @@ func TestCascade(t *testing.T) {
 	}
 	for _, s := range steps {
 		var fired []string
-		w.Advance(at(s.to, 0), func(tm *Timer[string]) { fired = append(fired, tm.Value) })
+		w.Advance(at(s.to, 0), func(v string, _ time.Time) { fired = append(fired, v) })
 		if !slices.Equal(fired, s.fired) {
 			t.Errorf("advance to +%d fired %v, want %v", s.to, fired, s.fired)
 		}
 		for name, want := range s.where {
-			if got := where(timers[name]); got != want {
+			if got := where(w, timers[name]); got != want {
 				t.Errorf("after advance to +%d: %s in %s, want %s", s.to, name, got, want)
 			}
 		}
@@ -218,18 +244,17 @@ func TestCascadeIsSpread(t *testing.T) {
 	const n = 60000
 	w := New[int](time.Millisecond, at(0, 0))
 	rng := rand.New(rand.NewPCG(1, 2))
-	timers := make([]Timer[int], n)
-	for i := range timers {
-		w.Add(&timers[i], at(1<<15+rng.Int64N(1<<14), 0))
+	for i := range n {
+		w.Add(i, at(1<<15+rng.Int64N(1<<14), 0))
 	}
 	fired, wakes, most := 0, 0, 0
 	for w.Len() > 0 {
 		now, _ := w.Next()
 		before := w.moves
-		w.Advance(now, func(tm *Timer[int]) {
+		w.Advance(now, func(_ int, when time.Time) {
 			fired++
-			if !tm.When().Equal(now) {
-				t.Fatalf("timer due %v fired at %v", tm.When(), now)
+			if !when.Equal(now) {
+				t.Fatalf("timer due %v fired at %v", when, now)
 			}
 		})
 		most = max(most, w.moves-before)
@@ -245,31 +270,38 @@ func TestCascadeIsSpread(t *testing.T) {
 	t.Logf("%d wake-ups, at most %d timers moved by one Advance, %d moves in all", wakes, most, w.moves)
 }
 
-func TestAddMovesAndRemove(t *testing.T) {
+func TestRemove(t *testing.T) {
 	t.Parallel()
 	w := New[int](time.Millisecond, at(0, 0))
-	var a, b Timer[int]
-	if w.Remove(&a) || w.Armed(&a) {
+	if w.Remove(Timer{}) || w.Armed(Timer{}) {
 		t.Fatal("zero Timer reported armed")
 	}
-	w.Add(&a, at(10, 0))
-	w.Add(&b, at(10, 0))
-	w.Add(&a, at(5000, 0)) // move
-	if w.Len() != 2 || where(&a) != "L1/19" {
-		t.Fatalf("after move: Len %d, a in %s", w.Len(), where(&a))
+	a := w.Add(1, at(10, 0))
+	b := w.Add(2, at(10, 0)) // above a in slot 10
+	c := w.Add(3, at(5000, 0))
+	if w.Len() != 3 || where(w, a) != "L0/10" || where(w, c) != "L1/19" {
+		t.Fatalf("Len %d, a in %s, c in %s", w.Len(), where(w, a), where(w, c))
 	}
-	if !w.Remove(&b) || w.Remove(&b) || w.Armed(&b) || w.Len() != 1 {
-		t.Fatal("Remove of b: want true once, then false, unarmed, Len 1")
+	if !w.Remove(a) || w.Remove(a) || w.Armed(a) || w.Len() != 2 {
+		t.Fatal("Remove of a: want true once, then false, unarmed, Len 2")
+	}
+	if w.dead != 1 {
+		t.Fatalf("a, under b, left %d tombstones, want 1", w.dead)
 	}
 	check(t, w)
-	var fired []*Timer[int]
-	w.Advance(at(5000, 0), func(tm *Timer[int]) { fired = append(fired, tm) })
-	if len(fired) != 1 || fired[0] != &a || w.Len() != 0 {
-		t.Fatalf("fired %v, Len %d; want only a", fired, w.Len())
+	var fired []int
+	var whens []time.Time
+	w.Advance(at(5000, 0), func(v int, when time.Time) {
+		fired = append(fired, v)
+		whens = append(whens, when)
+	})
+	if !slices.Equal(fired, []int{2, 3}) || w.Len() != 0 || w.Armed(b) || w.Armed(c) {
+		t.Fatalf("fired %v, Len %d; want [2 3], 0", fired, w.Len())
 	}
-	if got := a.When(); !got.Equal(at(5000, 0)) {
-		t.Errorf("When() = %v, want %v", got, at(5000, 0))
+	if want := []time.Time{at(10, 0), at(5000, 0)}; !slices.EqualFunc(whens, want, time.Time.Equal) {
+		t.Errorf("fired with instants %v, want %v", whens, want)
 	}
+	check(t, w)
 }
 
 func TestFireCallback(t *testing.T) {
@@ -279,19 +311,18 @@ func TestFireCallback(t *testing.T) {
 	t.Run("remove pending and fired timers", func(t *testing.T) {
 		t.Parallel()
 		w := New[string](ms, at(0, 0))
-		a, b, c := &Timer[string]{Value: "a"}, &Timer[string]{Value: "b"}, &Timer[string]{Value: "c"}
-		w.Add(a, at(1, 0))
-		w.Add(b, at(2, 0))
-		w.Add(c, at(400, 0)) // another level, due in the same Advance
+		a := w.Add("a", at(1, 0))
+		w.Add("b", at(2, 0))
+		c := w.Add("c", at(400, 0)) // another level, due in the same Advance
 		var fired []string
-		w.Advance(at(1000, 0), func(tm *Timer[string]) {
-			fired = append(fired, tm.Value)
-			switch tm {
-			case a:
+		w.Advance(at(1000, 0), func(v string, _ time.Time) {
+			fired = append(fired, v)
+			switch v {
+			case "a":
 				if !w.Remove(c) {
 					t.Error("Remove of a pending timer from fire returned false")
 				}
-			case b:
+			case "b":
 				if w.Remove(a) {
 					t.Error("Remove of an already fired timer returned true")
 				}
@@ -306,19 +337,18 @@ func TestFireCallback(t *testing.T) {
 	t.Run("re-add in the future fires again in the same Advance", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
-		tm := &Timer[int]{}
-		w.Add(tm, at(10, 0))
+		tm := w.Add(0, at(10, 0))
 		var fired []time.Time
-		w.Advance(at(35, 0), func(tm *Timer[int]) {
-			fired = append(fired, tm.When())
-			w.Add(tm, tm.When().Add(10*ms)) // a periodic timer catching up
+		w.Advance(at(35, 0), func(v int, when time.Time) {
+			fired = append(fired, when)
+			tm = w.Add(v, when.Add(10*ms)) // a periodic timer catching up
 		})
 		want := []time.Time{at(10, 0), at(20, 0), at(30, 0)}
 		if !slices.EqualFunc(fired, want, time.Time.Equal) {
 			t.Errorf("fired at %v, want %v", fired, want)
 		}
-		if !w.Armed(tm) || !tm.When().Equal(at(40, 0)) {
-			t.Errorf("want re-armed for +40ms, got armed %v at %v", w.Armed(tm), tm.When())
+		if next, _ := w.Next(); !w.Armed(tm) || !next.Equal(at(40, 0)) {
+			t.Errorf("want re-armed for +40ms, got armed %v, Next %v", w.Armed(tm), next)
 		}
 		check(t, w)
 	})
@@ -326,12 +356,11 @@ func TestFireCallback(t *testing.T) {
 	t.Run("re-add in the past fires at the next Advance", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
-		tm := &Timer[int]{}
-		w.Add(tm, at(-5, 0)) // already due
+		tm := w.Add(0, at(-5, 0)) // already due
 		n := 0
-		fire := func(tm *Timer[int]) {
+		fire := func(v int, _ time.Time) {
 			n++
-			w.Add(tm, at(-1000, 0))
+			tm = w.Add(v, at(-1000, 0))
 		}
 		for i := 1; i <= 3; i++ {
 			w.Advance(at(0, 0), fire)
@@ -348,22 +377,23 @@ func TestFireCallback(t *testing.T) {
 	t.Run("move a pending timer away", func(t *testing.T) {
 		t.Parallel()
 		w := New[string](ms, at(0, 0))
-		a, b := &Timer[string]{Value: "a"}, &Timer[string]{Value: "b"}
-		w.Add(a, at(1, 0))
-		w.Add(b, at(1, 0)) // same tick as a
+		timers := map[string]Timer{
+			"a": w.Add("a", at(1, 0)),
+			"b": w.Add("b", at(1, 0)), // same tick as a
+		}
 		var fired []string
-		w.Advance(at(100, 0), func(tm *Timer[string]) {
-			fired = append(fired, tm.Value)
-			other := map[*Timer[string]]*Timer[string]{a: b, b: a}[tm]
-			if w.Armed(other) {
-				w.Add(other, at(200, 0))
+		w.Advance(at(100, 0), func(v string, _ time.Time) {
+			fired = append(fired, v)
+			other := map[string]string{"a": "b", "b": "a"}[v]
+			if w.Remove(timers[other]) {
+				timers[other] = w.Add(other, at(200, 0))
 			}
 		})
 		if len(fired) != 1 || w.Len() != 1 {
 			t.Fatalf("fired %v, Len %d; want one fired, one moved", fired, w.Len())
 		}
 		check(t, w)
-		w.Advance(at(200, 0), func(tm *Timer[string]) { fired = append(fired, tm.Value) })
+		w.Advance(at(200, 0), func(v string, _ time.Time) { fired = append(fired, v) })
 		if len(fired) != 2 || fired[0] == fired[1] {
 			t.Errorf("fired %v, want a and b once each", fired)
 		}
@@ -372,32 +402,32 @@ func TestFireCallback(t *testing.T) {
 	t.Run("Advance from fire panics", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
-		w.Add(&Timer[int]{}, at(1, 0))
+		w.Add(0, at(1, 0))
 		defer func() {
 			if recover() == nil {
 				t.Error("no panic")
 			}
-			w.Advance(at(2, 0), func(*Timer[int]) {}) // usable again
+			w.Advance(at(2, 0), func(int, time.Time) {}) // usable again
 		}()
-		w.Advance(at(1, 0), func(*Timer[int]) { w.Advance(at(1, 0), nil) })
+		w.Advance(at(1, 0), func(int, time.Time) { w.Advance(at(1, 0), nil) })
 	})
 
 	t.Run("panic in fire keeps the rest armed", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
 		for i := range 3 {
-			w.Add(&Timer[int]{Value: i}, at(int64(i)*100, 0)) // 0 is due, 100 and 200 later
+			w.Add(i, at(int64(i)*100, 0)) // 0 is due, 100 and 200 later
 		}
 		func() {
 			defer func() { _ = recover() }()
-			w.Advance(at(300, 0), func(*Timer[int]) { panic("boom") })
+			w.Advance(at(300, 0), func(int, time.Time) { panic("boom") })
 		}()
 		check(t, w)
 		if w.Len() != 2 {
 			t.Fatalf("Len %d after the panic, want 2", w.Len())
 		}
 		n := 0
-		w.Advance(at(300, 0), func(*Timer[int]) { n++ })
+		w.Advance(at(300, 0), func(int, time.Time) { n++ })
 		if n != 2 || w.Len() != 0 {
 			t.Errorf("fired %d, Len %d; want 2, 0", n, w.Len())
 		}
@@ -419,23 +449,20 @@ func TestNext(t *testing.T) {
 		}
 		return n
 	}
-	far := &Timer[int]{}
-	w.Add(far, at(3<<26+12345, 0)) // overflow
+	far := w.Add(0, at(3<<26+12345, 0)) // overflow
 	if got := next(); !got.Equal(at(3<<26+12345, 0)) {
 		t.Errorf("overflow only: Next %v", got)
 	}
-	mid := &Timer[int]{}
-	w.Add(mid, at(70000, 1)) // level 2, not on the grid: rounds up
+	mid := w.Add(0, at(70000, 1)) // level 2, not on the grid: rounds up
 	if got := next(); !got.Equal(at(70001, 0)) {
 		t.Errorf("level 2: Next %v, want %v", got, at(70001, 0))
 	}
-	w.Add(&Timer[int]{}, at(70001+50, 0)) // same level-2 slot, later
-	near := &Timer[int]{}
-	w.Add(near, at(7, 0))
+	w.Add(0, at(70001+50, 0)) // same level-2 slot, later
+	near := w.Add(0, at(7, 0))
 	if got := next(); !got.Equal(at(7, 0)) {
 		t.Errorf("level 0: Next %v", got)
 	}
-	w.Remove(near)
+	w.Remove(near) // the last added to its slot: freed at once
 	if got := next(); !got.Equal(at(70001, 0)) {
 		t.Errorf("after removing the level-0 timer: Next %v", got)
 	}
@@ -445,18 +472,26 @@ func TestNext(t *testing.T) {
 	if got := next(); got.After(at(70051, 0)) {
 		t.Errorf("after removing the earliest of a slot: Next %v, later than the next timer", got)
 	}
-	w.Advance(next(), func(*Timer[int]) { t.Error("fired early") })
+	w.Advance(next(), func(int, time.Time) { t.Error("fired early") })
 	if got := next(); !got.Equal(at(70051, 0)) {
 		t.Errorf("after the empty Advance: Next %v, want %v", got, at(70051, 0))
 	}
-	due := &Timer[int]{}
-	w.Add(due, at(-10, 0))
+	// So does a level-0 tombstone: a timer removed under another of its tick.
+	under := w.Add(0, at(70051-1, 1))
+	w.Add(0, at(70051-1, 2))
+	w.Remove(under)
+	w.Advance(next(), func(int, time.Time) { t.Error("fired early") })
+	if got := next(); !got.Equal(at(70051-1, 2)) {
+		t.Errorf("after the tombstone's wake-up: Next %v, want %v", got, at(70051-1, 2))
+	}
+	due := w.Add(0, at(-10, 0))
 	if got := next(); !got.Equal(at(-10, 0)) {
 		t.Errorf("with an overdue timer: Next %v, want %v", got, at(-10, 0))
 	}
 	w.Remove(due)
-	w.Add(far, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
-	w.Advance(at(1<<30, 0), func(*Timer[int]) {})
+	w.Remove(far)
+	w.Add(0, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+	w.Advance(at(1<<30, 0), func(int, time.Time) {})
 	if got := next(); !got.Equal(time.Unix(0, 1<<63-1)) {
 		t.Errorf("beyond 2262: Next %v, want the clamped maximum", got)
 	}
@@ -476,27 +511,27 @@ func TestDriveByNext(t *testing.T) {
 			const tick = 3 * time.Millisecond // not a divisor of a second
 			start := time.Date(2031, 5, 6, 7, 8, 9, 10, time.UTC)
 			w := New[int](tick, start)
-			timers := make([]Timer[int], 2000)
+			timers := make([]Timer, 2000)
 			for i := range timers {
-				w.Add(&timers[i], start.Add(randOffset(rng, int64(tick))))
+				timers[i] = w.Add(i, start.Add(randOffset(rng, int64(tick))))
 			}
 			for range removals {
-				w.Remove(&timers[rng.IntN(len(timers))])
+				w.Remove(timers[rng.IntN(len(timers))])
 			}
 			check(t, w)
 			empty, exact := 0, 0
 			for w.Len() > 0 {
 				now, _ := w.Next()
 				fired := 0
-				w.Advance(now, func(tm *Timer[int]) {
+				w.Advance(now, func(_ int, when time.Time) {
 					fired++
-					if tm.When().Before(start) {
+					if when.Before(start) {
 						return
 					}
-					if latest := roundUp(tm.When(), tick); now.Before(tm.When()) || now.After(latest) {
-						t.Errorf("timer due %v fired at %v, want from its instant to %v", tm.When(), now, latest)
+					if latest := roundUp(when, tick); now.Before(when) || now.After(latest) {
+						t.Errorf("timer due %v fired at %v, want from its instant to %v", when, now, latest)
 					}
-					if now.Equal(tm.When()) {
+					if now.Equal(when) {
 						exact++
 					}
 				})
@@ -564,12 +599,9 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(tick)))
 	now := time.Date(2030, 1, 1, 0, 0, 0, 123456789, time.UTC).UnixNano()
 	w := New[int](time.Duration(tick), time.Unix(0, now))
-	cur := floorDiv(now, tick) // the reference's idea of the wheel position
-	timers := make([]Timer[int], 200)
-	for i := range timers {
-		timers[i].Value = i
-	}
-	armed := map[int]int64{} // timer index -> when
+	cur := floorDiv(now, tick)   // the reference's idea of the wheel position
+	timers := make([]Timer, 200) // timer i has value i
+	armed := map[int]int64{}     // timer index -> when
 	ceilTick := func(when int64) int64 { return -floorDiv(-when, tick) }
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -578,18 +610,21 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 
 	for step := range 2000 {
 		switch r := rng.IntN(10); {
-		case r < 5: // Add, or move an armed timer when removes is set
+		case r < 5: // Add, or re-arm an armed timer (Remove, Add) when removes is set
 			i := rng.IntN(len(timers))
-			if _, ok := armed[i]; ok && !removes {
-				continue
+			if _, ok := armed[i]; ok {
+				if !removes {
+					continue
+				}
+				w.Remove(timers[i])
 			}
 			when := now + int64(randOffset(rng, tick))
-			w.Add(&timers[i], time.Unix(0, when))
+			timers[i] = w.Add(i, time.Unix(0, when))
 			armed[i] = when
 		case r < 7 && removes:
 			i := rng.IntN(len(timers))
 			_, want := armed[i]
-			if got := w.Remove(&timers[i]); got != want {
+			if got := w.Remove(timers[i]); got != want {
 				fail("step %d: Remove = %v, want %v", step, got, want)
 			}
 			delete(armed, i)
@@ -609,15 +644,16 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 			cur = max(cur, floorDiv(now, tick))
 			var fired []int
 			var lastTick int64
-			w.Advance(time.Unix(0, now), func(tm *Timer[int]) {
-				i := tm.Value
+			w.Advance(time.Unix(0, now), func(i int, instant time.Time) {
 				when, ok := armed[i]
 				switch {
 				case !ok:
 					fail("step %d: fired timer %d that is not armed (or twice)", step, i)
 				case when > now:
 					fail("step %d: fired timer %d due %d early at %d", step, i, when, now)
-				case w.Armed(tm):
+				case instant.UnixNano() != when:
+					fail("step %d: fired timer %d due %d with instant %d", step, i, when, instant.UnixNano())
+				case w.Armed(timers[i]):
 					fail("step %d: timer still armed in fire", step)
 				}
 				if ct := ceilTick(when); ct > startCur {
@@ -641,7 +677,7 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 			fail("step %d: Len %d, want %d", step, w.Len(), len(armed))
 		}
 		for i := range timers {
-			if _, want := armed[i]; w.Armed(&timers[i]) != want {
+			if _, want := armed[i]; w.Armed(timers[i]) != want {
 				fail("step %d: Armed(%d) = %v, want %v", step, i, !want, want)
 			}
 		}
@@ -666,12 +702,12 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 	}
 }
 
-func TestTimerSize(t *testing.T) {
+func TestNodeSize(t *testing.T) {
 	t.Parallel()
-	size := unsafe.Sizeof(Timer[[24]byte]{})
-	t.Logf("unsafe.Sizeof(Timer[[24]byte]) = %d bytes", size)
-	if unsafe.Sizeof(uintptr(0)) == 8 && size > 56 {
-		t.Errorf("Timer[[24]byte] is %d bytes, want at most 24 + 2 links + when + pos = 56", size)
+	size := unsafe.Sizeof(node[[24]byte]{})
+	t.Logf("unsafe.Sizeof(node[[24]byte]) = %d bytes, Timer %d bytes", size, unsafe.Sizeof(Timer{}))
+	if unsafe.Sizeof(uintptr(0)) == 8 && size > 48 {
+		t.Errorf("node[[24]byte] is %d bytes, want at most 24 + when + gen + next + list = 48", size)
 	}
 }
 
