@@ -304,6 +304,211 @@ func TestRemove(t *testing.T) {
 	check(t, w)
 }
 
+// TestHandles checks that a handle goes stale when its timer fires or is
+// removed, and stays stale once a newer timer reuses its node.
+func TestHandles(t *testing.T) {
+	t.Parallel()
+	const ms = time.Millisecond
+	w := New[string](ms, at(0, 0))
+	keep := w.Add("keep", at(1000, 0)) // keeps the wheel from emptying
+	fired := w.Add("fired", at(1, 0))
+	w.Advance(at(1, 0), func(string, time.Time) {})
+	removed := w.Add("removed", at(2, 0))
+	if removed.i != fired.i {
+		t.Fatalf("a new timer took node %d, not the freed node %d", removed.i, fired.i)
+	}
+	if w.Armed(fired) || !w.Armed(removed) {
+		t.Fatal("after the node's reuse: want the fired handle stale, the new one armed")
+	}
+	if w.Remove(fired) || !w.Armed(removed) || w.Len() != 2 {
+		t.Fatal("Remove through the fired handle disarmed the timer reusing its node")
+	}
+	if !w.Remove(removed) {
+		t.Fatal("Remove of an armed timer returned false")
+	}
+	reused := w.Add("reused", at(3, 0))
+	if reused.i != removed.i || w.Armed(removed) || w.Remove(removed) || !w.Armed(reused) {
+		t.Fatalf("node %d reused for node %d: want the removed handle stale", reused.i, removed.i)
+	}
+	var got []string
+	w.Advance(at(1000, 0), func(v string, _ time.Time) { got = append(got, v) })
+	if !slices.Equal(got, []string{"reused", "keep"}) || w.Armed(keep) || w.Armed(reused) {
+		t.Errorf("fired %v, want [reused keep], both stale", got)
+	}
+	check(t, w)
+}
+
+// snapshot returns a deep copy of w's state, nodes included.
+func snapshot[T any](w *Wheel[T]) Wheel[T] {
+	c := *w
+	c.chunks = nil
+	for _, ch := range w.chunks {
+		cp := *ch
+		c.chunks = append(c.chunks, &cp)
+	}
+	return c
+}
+
+// TestRemoveStale checks that Remove of a handle that is not armed returns
+// false and writes nothing.
+func TestRemoveStale(t *testing.T) {
+	t.Parallel()
+	w := New[int](time.Millisecond, at(0, 0))
+	var handles []Timer
+	for i := range 3000 { // three chunks
+		handles = append(handles, w.Add(i, at(int64(i%700), 0)))
+	}
+	for _, h := range handles[:100] {
+		w.Remove(h)
+	}
+	w.Advance(at(300, 0), func(int, time.Time) {})
+	check(t, w)
+	a, z := handles[2000], handles[2500] // due at 600 and 400 ms
+	if !w.Armed(a) || !w.Armed(z) {
+		t.Fatal("timers due after the Advance are not armed")
+	}
+	stale := []Timer{
+		{},
+		handles[0],               // removed
+		handles[1],               // removed, a tombstone or freed
+		handles[300],             // fired
+		{gen: a.gen + 1, i: a.i}, // the next timer's generation on a's node
+		{gen: a.gen, i: a.i + 1}, // a's generation on the next node
+		{gen: z.gen + 1, i: z.i}, // a generation not handed out yet
+		{gen: z.gen, i: 1 << 30}, // beyond the chunks
+	}
+	before := snapshot(w)
+	for _, h := range stale {
+		if w.Armed(h) || w.Remove(h) {
+			t.Errorf("handle %+v: reported armed", h)
+		}
+	}
+	if after := snapshot(w); !reflect.DeepEqual(before, after) {
+		t.Error("Remove of stale handles changed the wheel")
+	}
+}
+
+// TestTombstones removes timers under others, in every kind of list, and
+// checks that their nodes are freed as the wheel walks their lists.
+func TestTombstones(t *testing.T) {
+	t.Parallel()
+	w := New[int](time.Millisecond, at(0, 0))
+	keep := w.Add(-1, at(1<<27+5, 0)) // overflow, keeps the wheel from emptying
+	var doomed []Timer
+	for _, when := range []int64{-5, 3, 300, 600, 1 << 15, 1 << 21, 1 << 27} {
+		doomed = append(doomed, w.Add(0, at(when, 0)), w.Add(0, at(when+1, 0)))
+		w.Add(1, at(when+1, 0)) // above both when they share a list
+	}
+	for _, h := range doomed {
+		w.Remove(h)
+	}
+	check(t, w)
+	if w.dead == 0 {
+		t.Fatal("no tombstone left")
+	}
+	fired := 0
+	for w.Len() > 1 {
+		now, _ := w.Next()
+		w.Advance(now, func(v int, _ time.Time) {
+			if v != 1 {
+				t.Fatalf("fired %d", v)
+			}
+			fired++
+		})
+		check(t, w)
+	}
+	if fired != 7 || w.dead != 0 || !w.Armed(keep) {
+		t.Errorf("fired %d, %d tombstones left; want 7 and none", fired, w.dead)
+	}
+
+	// Removing every timer drops the tombstones at once.
+	var all []Timer
+	for i := range 6 {
+		all = append(all, w.Add(i, at(1<<26+9, 0)))
+	}
+	w.Remove(keep)
+	for _, h := range all { // the oldest first: tombstones
+		w.Remove(h)
+	}
+	check(t, w)
+	if w.Len() != 0 || w.dead != 0 || w.top != 1 {
+		t.Errorf("after removing all: Len %d, %d tombstones, top %d; want 0, 0, 1", w.Len(), w.dead, w.top)
+	}
+	if _, ok := w.Next(); ok {
+		t.Error("Next reported a timer with none armed")
+	}
+}
+
+// TestChunksReleased arms enough timers for several chunks and checks that
+// all but the first are released when the last timer fires or is removed,
+// and that handles into them stay stale once new chunks replace them.
+func TestChunksReleased(t *testing.T) {
+	t.Parallel()
+	const n = 5*chunkSize - 1 // node 0 is never used
+	w := New[string](time.Millisecond, at(0, 0))
+	for round, empty := range []string{"fire", "remove"} {
+		start := int64(round) * 10000
+		handles := make([]Timer, n)
+		for i := range handles {
+			handles[i] = w.Add(fmt.Sprint(i), at(start+int64(1+i%2000), 0))
+		}
+		if len(w.chunks) != 5 {
+			t.Fatalf("%d chunks for %d timers, want 5", len(w.chunks), n)
+		}
+		first := w.chunks[0]
+		switch empty {
+		case "fire":
+			w.Advance(at(start+3000, 0), func(string, time.Time) {})
+		case "remove":
+			for _, h := range handles {
+				w.Remove(h)
+			}
+		}
+		check(t, w)
+		if len(w.chunks) != 1 || w.chunks[0] != first || w.top != 1 {
+			t.Fatalf("emptied by %s: %d chunks, top %d; want the first chunk only", empty, len(w.chunks), w.top)
+		}
+		for i := range n { // new chunks again
+			w.Add("new", at(start+int64(5000+i%2000), 0))
+		}
+		for _, h := range handles {
+			if w.Armed(h) || w.Remove(h) {
+				t.Fatalf("emptied by %s: handle %+v armed on a new chunk", empty, h)
+			}
+		}
+		w.Advance(at(start+8000, 0), func(string, time.Time) {})
+		check(t, w)
+	}
+}
+
+// TestAddAllocs checks that a wheel in steady state, whose timers fire as
+// others are armed, removed under others or added and removed at once,
+// reuses its nodes and allocates nothing. It is not parallel: AllocsPerRun
+// counts the allocations of the whole process.
+func TestAddAllocs(t *testing.T) {
+	w := New[[24]byte](time.Millisecond, at(0, 0))
+	now := at(0, 0)
+	fire := func([24]byte, time.Time) {}
+	var v [24]byte
+	step := func() {
+		for range 2 * chunkSize {
+			now = now.Add(time.Millisecond)
+			w.Advance(now, fire)
+			w.Add(v, now.Add(time.Second))
+			under := w.Add(v, now.Add(300*time.Millisecond))
+			w.Add(v, now.Add(300*time.Millisecond))
+			w.Remove(under) // a tombstone, freed in 300 ms
+			w.Remove(w.Add(v, now.Add(time.Hour)))
+		}
+	}
+	step() // the wheel reaches its steady size
+	// One run, so that a single allocation is not rounded away.
+	if allocs := testing.AllocsPerRun(1, step); allocs != 0 {
+		t.Errorf("%v allocations in %d Adds in steady state, want 0", allocs, 8*chunkSize)
+	}
+	check(t, w)
+}
+
 func TestFireCallback(t *testing.T) {
 	t.Parallel()
 	const ms = time.Millisecond
@@ -396,6 +601,56 @@ func TestFireCallback(t *testing.T) {
 		w.Advance(at(200, 0), func(v string, _ time.Time) { fired = append(fired, v) })
 		if len(fired) != 2 || fired[0] == fired[1] {
 			t.Errorf("fired %v, want a and b once each", fired)
+		}
+	})
+
+	t.Run("add and remove many", func(t *testing.T) {
+		t.Parallel()
+		// Each fired timer arms three (one in the past, one later in this
+		// Advance, one after it) and removes a pending one: the wheel grows
+		// chunks and reuses nodes while it fires.
+		type pending struct {
+			h Timer
+			v int
+		}
+		w := New[int](ms, at(0, 0))
+		var timers []pending
+		armed := map[int]bool{}
+		add := func(when time.Time) {
+			v := len(timers)
+			armed[v] = true
+			timers = append(timers, pending{w.Add(v, when), v})
+		}
+		for i := range 200 {
+			add(at(int64(i), 0))
+		}
+		fires := 0
+		now := at(1000, 0)
+		fire := func(v int, when time.Time) {
+			if !armed[v] || when.After(now) {
+				t.Fatalf("fired %d due %v at %v, armed %v", v, when, now, armed[v])
+			}
+			delete(armed, v)
+			if fires++; fires > 4000 {
+				return
+			}
+			add(at(-1, 0))
+			add(when.Add(ms))
+			add(at(5000, 0))
+			if p := timers[fires*7919%len(timers)]; w.Remove(p.h) {
+				delete(armed, p.v)
+			}
+		}
+		w.Advance(now, fire)
+		check(t, w)
+		if w.Len() != len(armed) || len(w.chunks) < 2 {
+			t.Errorf("Len %d, %d armed by the test, %d chunks", w.Len(), len(armed), len(w.chunks))
+		}
+		now = at(6000, 0)
+		w.Advance(now, fire)
+		check(t, w)
+		if w.Len() != 0 || len(armed) != 0 {
+			t.Errorf("Len %d, %d not fired", w.Len(), len(armed))
 		}
 	})
 
