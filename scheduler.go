@@ -486,8 +486,7 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) {
 // addTimerLocked arms a timer for a trigger due at due, and wakes the wheel
 // driver if it is due before the driver's next wake-up. s.wmu must be held.
 func (s *Scheduler) addTimerLocked(e entry, due time.Time) {
-	tm := &wheel.Timer[entry]{Value: e}
-	s.wheel.Add(tm, due)
+	s.wheel.Add(e, due) // never removed: a stale timer's claim fails
 	if due.Before(s.wakeAt) {
 		s.wakeAt = due
 		select {
@@ -527,8 +526,8 @@ func (s *Scheduler) wheelLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var fired []job // what one Advance fired, reused
-	fire := func(tm *wheel.Timer[entry]) {
-		fired = append(fired, job{entry: tm.Value, due: tm.When().UnixNano()})
+	fire := func(e entry, due time.Time) {
+		fired = append(fired, job{entry: e, due: due.UnixNano()})
 	}
 	for {
 		s.wmu.Lock()
