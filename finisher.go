@@ -43,7 +43,7 @@ func (s *Scheduler) handOver(d done) {
 		s.doneCond.Wait()
 	}
 	s.dones = append(s.dones, d)
-	s.running[d.t.ID] = newRun(d.t.Token) // the worker's own run goes on to its next trigger
+	s.running[d.t.ID] = run{token: d.t.Token} // the worker's slot goes on to its next trigger
 	if len(s.dones) == 1 {
 		s.doneCond.Broadcast()
 	}

@@ -134,8 +134,8 @@ func (s *Scheduler) freeSlotLocked(q uint16) {
 
 // queueSlot takes a slot for a claimed trigger whose queue was unknown
 // before its claim. It reports false when the queue is full: the claim is
-// then given back, the run r forgotten, and the trigger waits for a slot.
-func (s *Scheduler) queueSlot(t Trigger, j *job, r *run) bool {
+// then given back and the trigger waits for a slot.
+func (s *Scheduler) queueSlot(t Trigger, j *job) bool {
 	if j.queue != unknownQueue {
 		return true
 	}
@@ -150,9 +150,6 @@ func (s *Scheduler) queueSlot(t Trigger, j *job, r *run) bool {
 		st.running++
 		s.mu.Unlock()
 		return true
-	}
-	if s.running[t.ID] == r {
-		delete(s.running, t.ID)
 	}
 	s.mu.Unlock()
 	now := time.Now()

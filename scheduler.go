@@ -50,9 +50,10 @@ type Scheduler struct {
 	seq      uint64            // the last job's seq
 	ready    readyQueue        // due, not yet claimed
 	fired    []firedJob        // claimed by Fire, not yet started
-	running  map[string]*run
-	queues   queues // per-queue concurrency limits; see queue.go
-	shutdown bool   // Stop's context ended: runs are canceled
+	running  map[string]run    // claimed runs no worker holds: see run
+	slots    []*slot           // each worker's run
+	queues   queues            // per-queue concurrency limits; see queue.go
+	shutdown atomic.Bool       // Stop's context ended: runs are canceled
 	// batches is the store as a BatchFinisher, or nil. With one, runs hand
 	// their outcomes to the finisher (finisher.go): dones are those that
 	// await it; doneCond is signaled when it gains its first or loses
@@ -109,22 +110,50 @@ type firedJob struct {
 	j job
 }
 
-// run is a trigger claimed to run here: what the heartbeat extends and
-// Cancel stops. Each worker has one, reused run after run: it registers it
-// when it takes a job and sets the token once the claim returns, without
-// the lock (the heartbeat skips a run whose token is still zero). A run
-// whose outcome awaits the finisher, and one claimed by Fire that no worker
-// has taken yet, have one of their own.
+// Runs: what the heartbeat extends, and Cancel and Stop stop, is the runs
+// claimed here. A worker's run is in its slot, from when it takes the job
+// until the run ends; the slot has a lock of its own, which the worker takes
+// twice a run (uncontended), so that the scheduler's lock guards no map
+// write per run. Runs that no worker holds (claimed by Fire and not yet
+// taken, or run and awaiting the finisher) are in the running map. Locks:
+// mu before a slot's.
+
+// run is a claimed run that no worker holds.
 type run struct {
-	token  atomic.Uint64
-	cancel context.CancelCauseFunc // nil for a run not started
+	token  uint64
+	cancel context.CancelCauseFunc // nil when no consumer runs
 }
 
-// newRun returns a run of its own for a claim with the given token.
-func newRun(token uint64) *run {
-	r := new(run)
-	r.token.Store(token)
-	return r
+// slot is a worker's run; id is empty when it has none, and token zero
+// while its claim is under way.
+type slot struct {
+	mu     sync.Mutex
+	id     string
+	token  uint64
+	cancel context.CancelCauseFunc
+}
+
+func (sl *slot) set(id string, token uint64, cancel context.CancelCauseFunc) {
+	sl.mu.Lock()
+	sl.id, sl.token, sl.cancel = id, token, cancel
+	sl.mu.Unlock()
+}
+
+// cancelRuns cancels with cause every run of trigger id here, or only the
+// one with the given token if it is not zero.
+func (s *Scheduler) cancelRuns(id string, token uint64, cause error) {
+	s.mu.Lock()
+	if r, ok := s.running[id]; ok && r.cancel != nil && (token == 0 || r.token == token) {
+		r.cancel(cause)
+	}
+	s.mu.Unlock()
+	for _, sl := range s.slots {
+		sl.mu.Lock()
+		if sl.id == id && sl.cancel != nil && (token == 0 || sl.token == token) {
+			sl.cancel(cause)
+		}
+		sl.mu.Unlock()
+	}
 }
 
 var (
@@ -154,7 +183,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		log:      cfg.Logger.With(slog.String("node", cfg.NodeID)),
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]uint64),
-		running:  make(map[string]*run),
+		running:  make(map[string]run),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -193,8 +222,11 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	s.wmu.Unlock()
 	s.wg.Go(s.scanLoop)
 	s.wg.Go(s.wheelLoop)
-	for range s.cfg.Workers {
-		s.wg.Go(s.worker)
+	s.slots = make([]*slot, s.cfg.Workers)
+	for i := range s.slots {
+		sl := new(slot)
+		s.slots[i] = sl
+		s.wg.Go(func() { s.worker(sl) })
 	}
 	s.hbWG.Go(s.heartbeatLoop)
 	var finisher sync.WaitGroup
@@ -244,14 +276,21 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
+		s.shutdown.Store(true)
 		s.mu.Lock()
-		s.shutdown = true
 		for _, r := range s.running {
 			if r.cancel != nil {
 				r.cancel(errShutdown)
 			}
 		}
 		s.mu.Unlock()
+		for _, sl := range s.slots {
+			sl.mu.Lock()
+			if sl.cancel != nil {
+				sl.cancel(errShutdown)
+			}
+			sl.mu.Unlock()
+		}
 		return ctx.Err()
 	}
 }
@@ -399,7 +438,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 	j := job{entry: s.entryOf(&t, false), due: now.UnixNano(), seq: s.seq}
 	s.takeSlotLocked(j.queue) // a fired trigger runs even over its queue's limit
 	s.queued[id] = j.seq
-	s.running[id] = newRun(t.Token)
+	s.running[id] = run{token: t.Token}
 	s.fired = append(s.fired, firedJob{t, j})
 	s.work.Signal()
 	s.mu.Unlock()
@@ -422,11 +461,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	}
 	// A timer still armed for it stays in the wheel until its time: its
 	// claim then fails and it is dropped.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.running[id]; r != nil && r.cancel != nil {
-		r.cancel(errCanceled)
-	}
+	s.cancelRuns(id, 0, errCanceled)
 	return nil
 }
 
@@ -569,8 +604,7 @@ func (s *Scheduler) wheelLoop() {
 // and take the next job together, registering the job's run (with a
 // context made beforehand) in the same breath. What the ended run's outcome
 // left due soon is armed after that, outside the lock.
-func (s *Scheduler) worker() {
-	r := new(run) // this worker's run
+func (s *Scheduler) worker(sl *slot) {
 	var (
 		t      Trigger // the trigger claimed, then run
 		j      job     // its job
@@ -585,7 +619,7 @@ func (s *Scheduler) worker() {
 		}
 		s.mu.Lock()
 		if ended {
-			s.forgetLocked(t.ID, &j)
+			s.forgetLocked(&j)
 		}
 		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted && !ended {
 			if s.moreDue {
@@ -618,12 +652,16 @@ func (s *Scheduler) worker() {
 			f = s.fired[0]
 			s.fired[0] = firedJob{}
 			s.fired = s.fired[1:]
-			s.takeLocked(f.t.ID, r, cancel, f.t.Token)
+			delete(s.running, f.t.ID) // in this worker's slot from now on
+			sl.set(f.t.ID, f.t.Token, cancel)
 		default:
 			next, took = s.popReadyLocked()
 			if took {
-				s.takeLocked(next.id, r, cancel, 0)
+				sl.set(next.id, 0, cancel)
 			}
+		}
+		if took && s.shutdown.Load() {
+			cancel(errShutdown)
 		}
 		s.mu.Unlock()
 		if ended {
@@ -641,35 +679,25 @@ func (s *Scheduler) worker() {
 			var err error
 			t, err = s.store.Claim(s.io, j.id, s.claim(time.Now(), false))
 			if err != nil {
-				s.claimFailed(&j, r, err)
+				sl.set("", 0, nil)
+				s.claimFailed(&j, err)
 				continue
 			}
-			r.token.Store(t.Token)
-			if !s.queueSlot(t, &j, r) {
+			sl.set(j.id, t.Token, cancel)
+			if !s.queueSlot(t, &j) {
+				sl.set("", 0, nil)
 				continue
 			}
 		}
 		o, ended = s.execute(&t, &j, ctx, cancel)
+		sl.set("", 0, nil)
 		ctx = nil
 	}
 }
 
-// takeLocked registers r as the run of trigger id, with the context's
-// cancel func and the claim's token (zero while the claim is under way).
-func (s *Scheduler) takeLocked(id string, r *run, cancel context.CancelCauseFunc, token uint64) {
-	r.token.Store(token)
-	r.cancel = cancel
-	s.running[id] = r
-	if s.shutdown {
-		cancel(errShutdown)
-	}
-}
-
-// forgetLocked forgets the run of trigger id, with job j, once it ended (or
-// never started): it is no longer running or queued here, and its queue
-// slot is free.
-func (s *Scheduler) forgetLocked(id string, j *job) {
-	delete(s.running, id)
+// forgetLocked forgets job j once its run ended (or never started): its
+// trigger is no longer queued here, and its queue slot is free.
+func (s *Scheduler) forgetLocked(j *job) {
 	s.dequeueLocked(j)
 	s.freeSlotLocked(j.queue)
 }
@@ -677,11 +705,8 @@ func (s *Scheduler) forgetLocked(id string, j *job) {
 // claimFailed handles a claim that lost: somebody else runs the trigger,
 // it was canceled or moved, or the store failed. In every case the store
 // still has it, so the scan finds it again if it needs running.
-func (s *Scheduler) claimFailed(j *job, r *run, err error) {
+func (s *Scheduler) claimFailed(j *job, err error) {
 	s.mu.Lock()
-	if s.running[j.id] == r {
-		delete(s.running, j.id)
-	}
 	s.dequeueLocked(j)
 	s.freeSlotLocked(j.queue)
 	s.mu.Unlock()
@@ -792,7 +817,8 @@ func (s *Scheduler) redo(t *Trigger, v *verdict) (Outcome, bool) {
 // arms what the outcome left due soon.
 func (s *Scheduler) endRun(t *Trigger, j *job, o *Outcome) {
 	s.mu.Lock()
-	s.forgetLocked(t.ID, j)
+	delete(s.running, t.ID)
+	s.forgetLocked(j)
 	s.mu.Unlock()
 	s.armOutcome(t, o)
 }
@@ -969,7 +995,6 @@ func (s *Scheduler) heartbeatLoop() {
 	type held struct {
 		id    string
 		token uint64
-		r     *run
 	}
 	var batch []held
 	for {
@@ -981,11 +1006,16 @@ func (s *Scheduler) heartbeatLoop() {
 		batch = batch[:0]
 		s.mu.Lock()
 		for id, r := range s.running {
-			if token := r.token.Load(); token != 0 { // zero: being claimed
-				batch = append(batch, held{id, token, r})
-			}
+			batch = append(batch, held{id, r.token})
 		}
 		s.mu.Unlock()
+		for _, sl := range s.slots {
+			sl.mu.Lock()
+			if sl.id != "" && sl.token != 0 { // zero: being claimed
+				batch = append(batch, held{sl.id, sl.token})
+			}
+			sl.mu.Unlock()
+		}
 		for _, h := range batch {
 			now := time.Now()
 			err := s.store.Extend(s.io, h.id, h.token, now, now.Add(s.cfg.LeaseDuration))
@@ -993,11 +1023,7 @@ func (s *Scheduler) heartbeatLoop() {
 			case err == nil:
 			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
 				s.log.Warn("lease lost; stopping the run", slog.String("trigger_id", h.id), slog.Any("error", err))
-				s.mu.Lock()
-				if r := s.running[h.id]; r == h.r && r.token.Load() == h.token && r.cancel != nil {
-					r.cancel(errLeaseLost)
-				}
-				s.mu.Unlock()
+				s.cancelRuns(h.id, h.token, errLeaseLost)
 			default:
 				s.log.Warn("lease not extended", slog.String("trigger_id", h.id), slog.Any("error", err))
 			}
