@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"testing"
 )
@@ -10,41 +9,42 @@ import (
 // TestIDMapClashes checks idMap against a plain map with a hash so poor that
 // IDs clash all the time.
 func TestIDMapClashes(t *testing.T) {
-	m := newIDMap()
+	var recs slab
+	m := newIDMap(&recs)
 	m.hash = func(id string) uint64 { return uint64(len(id) % 3) }
-	model := map[string]*record{}
+	model := map[string]uint32{}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for step := range 5000 {
 		id := fmt.Sprintf("%0*d", 1+rng.IntN(6), rng.IntN(50))
-		switch r := model[id]; {
-		case r == nil:
-			r = &record{id: id}
-			if !m.add(r) {
+		switch i, stored := model[id]; {
+		case !stored:
+			i = recs.alloc()
+			if !m.add(id, i) {
 				t.Fatalf("step %d: add(%q) of a new ID reported false", step, id)
 			}
-			model[id] = r
+			recs.at(i).id = id
+			model[id] = i
 		case rng.IntN(2) == 0:
-			m.remove(r)
+			m.remove(id, i)
+			recs.release(i)
 			delete(model, id)
 		default:
-			if m.add(&record{id: id}) {
+			j := recs.alloc()
+			if m.add(id, j) {
 				t.Fatalf("step %d: add(%q) of a stored ID reported true", step, id)
 			}
+			recs.release(j)
 		}
-		for id, r := range model {
-			if got := m.get(id); got != r {
-				t.Fatalf("step %d: get(%q) = %p, want %p", step, id, got, r)
+		for id, i := range model {
+			if got, r := m.get(id); got != i || r != recs.at(i) {
+				t.Fatalf("step %d: get(%q) = %d, want %d", step, id, got, i)
 			}
 		}
-		if got := m.get("absent"); got != nil {
-			t.Fatalf("step %d: get of an absent ID = %p", step, got)
+		if got, r := m.get("absent"); r != nil || got != noRef {
+			t.Fatalf("step %d: get of an absent ID = %d", step, got)
 		}
-		all := map[string]*record{}
-		for r := range m.all() {
-			all[r.id] = r
-		}
-		if !maps.Equal(all, model) {
-			t.Fatalf("step %d: all() returns %d records, want %d", step, len(all), len(model))
+		if n := len(m.byHash) + len(m.clash); n != len(model) {
+			t.Fatalf("step %d: the maps hold %d IDs, want %d", step, n, len(model))
 		}
 	}
 }

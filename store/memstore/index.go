@@ -1,70 +1,112 @@
 package memstore
 
-import "strings"
+import (
+	"cmp"
+	"strings"
+)
 
-// entry is a trigger's place in the due order: at is its due time, or its
-// lease deadline while it runs. Priority and ID, which order entries with
-// the same at, never change, so they are read from the record.
-type entry struct {
-	at int64
-	r  *record
+// key is a place in the due order: a due time (or a lease deadline while
+// the trigger runs), then priority (higher first), then ID. ref is the
+// record the key is made from, or noRef for a place that is no record's
+// (a Due cursor, a separator in the index).
+type key struct {
+	at       int64
+	id       string
+	ref      uint32
+	priority int16
 }
 
-// compare orders entries by at, then priority (higher first), then ID.
-func (a entry) compare(b entry) int {
+// compare orders keys by at, then priority (higher first), then ID.
+func (a *key) compare(b *key) int {
 	switch {
-	case a.at < b.at:
-		return -1
-	case a.at > b.at:
-		return 1
-	case a.r == b.r:
-		return 0
-	case a.r.priority != b.r.priority:
-		return int(b.r.priority) - int(a.r.priority)
+	case a.at != b.at:
+		return cmp.Compare(a.at, b.at)
+	case a.priority != b.priority:
+		return int(b.priority) - int(a.priority)
 	}
-	return strings.Compare(a.r.id, b.r.id)
+	return strings.Compare(a.id, b.id)
 }
 
-// index is a B+tree of entries: the due index. Entries live in the leaves,
-// which are linked in order for iteration; an inner node's item i holds
-// child i and the least entry that may be stored under it. An inner node's
-// item 0 repeats the item that points to it in its parent (and is never
-// compared), so leaves and inner nodes split, merge and share items the
-// same way.
+// key returns the key of record i at its due time.
+func (r *record) key(i uint32) key {
+	return key{at: r.due, id: r.id, ref: i, priority: r.priority}
+}
+
+// index is a B+tree: the due index. Its entries live in the leaves, which
+// are linked in order for iteration; an entry is a due time and a ref, and
+// the priority and ID that order entries with the same due time are read
+// from the record. An inner node's item i holds child i and a separator: a
+// key not above any entry under child i, and above every entry under child
+// i-1. An inner node's item 0 repeats the item that points to it in its
+// parent (and is never compared), so leaves and inner nodes split, merge and
+// share items the same way.
+//
+// A separator keeps its own copy of the key it was made from, ID included:
+// the record may be deleted, its slot reused, or its priority changed while
+// the separator is still in use. The inner nodes are about 1 in 60 nodes,
+// so their strings cost the garbage collector little; the leaves, which
+// hold the entries, have no pointers but their links.
 //
 // It is specialised rather than generic so that a comparison is inlined, a
-// node's keys lie in one array and a node fills one 1 KiB allocation: at a
+// node's keys lie in one array and a leaf fills one 1 KiB allocation: at a
 // million entries this makes claims and saves faster and the index smaller
 // than with a general B-tree package.
 type index struct {
+	recs *slab
 	root *node
 }
 
-// order is the most items a node holds: 62 makes a node 1016 bytes.
+// order is the most items a node holds: 83 makes a node 1020 bytes.
 const (
-	order   = 62
+	order   = 83
 	minFill = order / 2
 )
 
+// node is a leaf, or the first part of an inner node. What is read first
+// comes first: the count and the links, which are also the only pointers a
+// leaf holds, so the garbage collector looks at two words of it.
 type node struct {
 	n    int
+	in   *inner // nil in a leaf
+	next *node  // the next leaf, in a leaf
 	at   [order]int64
-	rec  [order]*record
-	kids *[order]*node // nil in a leaf
-	next *node         // the next leaf, in a leaf
+	ref  [order]uint32 // the records of a leaf's entries; unused in an inner node
 }
 
-func (n *node) item(i int) entry { return entry{n.at[i], n.rec[i]} }
+// inner holds the children of an inner node and its separators' keys but
+// for their due times, which are in node.at.
+type inner struct {
+	kids     [order]*node
+	id       [order]string
+	priority [order]int16
+}
 
-func (n *node) set(i int, e entry) { n.at[i], n.rec[i] = e.at, e.r }
+// item returns the key of item i of n (with ref noRef in an inner node).
+func (x *index) item(n *node, i int) key {
+	if n.in != nil {
+		return key{at: n.at[i], id: n.in.id[i], ref: noRef, priority: n.in.priority[i]}
+	}
+	r := x.recs.at(n.ref[i])
+	return key{at: n.at[i], id: r.id, ref: n.ref[i], priority: r.priority}
+}
 
-// search returns the first item in [lo, n.n) not less than e. It reads a
-// record only to break a tie.
-func (n *node) search(lo int, e entry) int {
+// set sets item i of n to k, and its child to kid in an inner node.
+func (n *node) set(i int, k *key, kid *node) {
+	n.at[i] = k.at
+	if n.in == nil {
+		n.ref[i] = k.ref
+		return
+	}
+	n.in.id[i], n.in.priority[i], n.in.kids[i] = k.id, k.priority, kid
+}
+
+// search returns the first item in [lo, n.n) of n not less than k. It reads
+// a record only to break a tie.
+func (x *index) search(n *node, lo int, k *key) int {
 	hi := n.n
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if at := n.at[m]; at < e.at || at == e.at && n.item(m).compare(e) < 0 {
+		if at := n.at[m]; at < k.at || at == k.at && x.tie(n, m, k) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -73,53 +115,81 @@ func (n *node) search(lo int, e entry) int {
 	return lo
 }
 
-// child returns the index of the child of inner node n that holds e: the
-// last one whose least entry is not above e.
-func (n *node) child(e entry) int {
-	i := n.search(1, e)
-	if i < n.n && n.item(i).compare(e) == 0 {
+// tie compares item i of n with k, which has the same due time.
+func (x *index) tie(n *node, i int, k *key) int {
+	var id string
+	var priority int16
+	if n.in != nil {
+		id, priority = n.in.id[i], n.in.priority[i]
+	} else {
+		if n.ref[i] == k.ref {
+			return 0
+		}
+		r := x.recs.at(n.ref[i])
+		id, priority = r.id, r.priority
+	}
+	if priority != k.priority {
+		return int(k.priority) - int(priority)
+	}
+	return strings.Compare(id, k.id)
+}
+
+// child returns the index of the child of inner node n that holds k: the
+// last one whose separator is not above k.
+func (x *index) child(n *node, k *key) int {
+	i := x.search(n, 1, k)
+	if i < n.n && n.at[i] == k.at && x.tie(n, i, k) == 0 {
 		return i
 	}
 	return i - 1
 }
 
-// insertAt puts item e (with child kid in an inner node) at i, shifting the
-// items after it. n must not be full.
-func (n *node) insertAt(i int, e entry, kid *node) {
+// insertAt puts k (with child kid in an inner node) at i, shifting the items
+// after it. n must not be full.
+func (n *node) insertAt(i int, k *key, kid *node) {
 	copy(n.at[i+1:n.n+1], n.at[i:n.n])
-	copy(n.rec[i+1:n.n+1], n.rec[i:n.n])
-	n.set(i, e)
-	if n.kids != nil {
-		copy(n.kids[i+1:n.n+1], n.kids[i:n.n])
-		n.kids[i] = kid
+	if n.in == nil {
+		copy(n.ref[i+1:n.n+1], n.ref[i:n.n])
+	} else {
+		copy(n.in.kids[i+1:n.n+1], n.in.kids[i:n.n])
+		copy(n.in.id[i+1:n.n+1], n.in.id[i:n.n])
+		copy(n.in.priority[i+1:n.n+1], n.in.priority[i:n.n])
 	}
+	n.set(i, k, kid)
 	n.n++
 }
 
 // removeAt removes item i.
 func (n *node) removeAt(i int) {
 	copy(n.at[i:], n.at[i+1:n.n])
-	copy(n.rec[i:], n.rec[i+1:n.n])
 	n.n--
-	n.rec[n.n] = nil
-	if n.kids != nil {
-		copy(n.kids[i:], n.kids[i+1:n.n+1])
-		n.kids[n.n] = nil
+	if n.in == nil {
+		copy(n.ref[i:], n.ref[i+1:n.n+1])
+		return
 	}
+	copy(n.in.kids[i:], n.in.kids[i+1:n.n+1])
+	copy(n.in.id[i:], n.in.id[i+1:n.n+1])
+	copy(n.in.priority[i:], n.in.priority[i+1:n.n+1])
+	n.in.kids[n.n], n.in.id[n.n] = nil, ""
 }
 
 // moveLeft moves the first k items of r to the end of l, its left
 // neighbour.
 func moveLeft(l, r *node, k int) {
 	copy(l.at[l.n:], r.at[:k])
-	copy(l.rec[l.n:], r.rec[:k])
 	copy(r.at[:], r.at[k:r.n])
-	copy(r.rec[:], r.rec[k:r.n])
-	clear(r.rec[r.n-k : r.n])
-	if l.kids != nil {
-		copy(l.kids[l.n:], r.kids[:k])
-		copy(r.kids[:], r.kids[k:r.n])
-		clear(r.kids[r.n-k : r.n])
+	if l.in == nil {
+		copy(l.ref[l.n:], r.ref[:k])
+		copy(r.ref[:], r.ref[k:r.n])
+	} else {
+		copy(l.in.kids[l.n:], r.in.kids[:k])
+		copy(l.in.id[l.n:], r.in.id[:k])
+		copy(l.in.priority[l.n:], r.in.priority[:k])
+		copy(r.in.kids[:], r.in.kids[k:r.n])
+		copy(r.in.id[:], r.in.id[k:r.n])
+		copy(r.in.priority[:], r.in.priority[k:r.n])
+		clear(r.in.kids[r.n-k : r.n])
+		clear(r.in.id[r.n-k : r.n])
 	}
 	l.n, r.n = l.n+k, r.n-k
 }
@@ -128,14 +198,19 @@ func moveLeft(l, r *node, k int) {
 // neighbour.
 func moveRight(l, r *node, k int) {
 	copy(r.at[k:], r.at[:r.n])
-	copy(r.rec[k:], r.rec[:r.n])
 	copy(r.at[:], l.at[l.n-k:l.n])
-	copy(r.rec[:], l.rec[l.n-k:l.n])
-	clear(l.rec[l.n-k : l.n])
-	if l.kids != nil {
-		copy(r.kids[k:], r.kids[:r.n])
-		copy(r.kids[:], l.kids[l.n-k:l.n])
-		clear(l.kids[l.n-k : l.n])
+	if l.in == nil {
+		copy(r.ref[k:], r.ref[:r.n])
+		copy(r.ref[:], l.ref[l.n-k:l.n])
+	} else {
+		copy(r.in.kids[k:], r.in.kids[:r.n])
+		copy(r.in.id[k:], r.in.id[:r.n])
+		copy(r.in.priority[k:], r.in.priority[:r.n])
+		copy(r.in.kids[:], l.in.kids[l.n-k:l.n])
+		copy(r.in.id[:], l.in.id[l.n-k:l.n])
+		copy(r.in.priority[:], l.in.priority[l.n-k:l.n])
+		clear(l.in.kids[l.n-k : l.n])
+		clear(l.in.id[l.n-k : l.n])
 	}
 	l.n, r.n = l.n-k, r.n+k
 }
@@ -143,107 +218,113 @@ func moveRight(l, r *node, k int) {
 // sibling returns a new empty node of n's kind, linked after n if a leaf.
 func (n *node) sibling() *node {
 	s := &node{}
-	if n.kids != nil {
-		s.kids = new([order]*node)
+	if n.in != nil {
+		s.in = new(inner)
 	} else {
 		s.next, n.next = n.next, s
 	}
 	return s
 }
 
-// insert adds e, which must not be in the index.
-func (x *index) insert(e entry) {
+// insert adds k, made from a record, which must not be in the index.
+func (x *index) insert(k *key) {
 	if x.root == nil {
 		x.root = &node{}
 	}
-	sep, right := x.root.insert(e, true)
+	sep, right := x.insertUnder(x.root, k, true)
 	if right == nil {
 		return
 	}
-	root := &node{n: 2, kids: new([order]*node)}
-	root.set(0, x.root.item(0))
-	root.set(1, sep)
-	root.kids[0], root.kids[1] = x.root, right
+	root := &node{n: 2, in: new(inner)}
+	least := x.item(x.root, 0)
+	root.set(0, &least, x.root)
+	root.set(1, &sep, right)
 	x.root = root
 }
 
-// insert adds e under n, which is on the right edge of the tree if
-// rightmost. If n splits, it returns the new right half and the least entry
-// under it.
-func (n *node) insert(e entry, rightmost bool) (entry, *node) {
+// insertUnder adds k under n, which is on the right edge of the tree if
+// rightmost. If n splits, it returns the new right half and a separator for
+// it: its least key.
+func (x *index) insertUnder(n *node, k *key, rightmost bool) (key, *node) {
 	var kid *node
 	var i int
-	if n.kids == nil {
-		i = n.search(0, e)
+	if n.in == nil {
+		i = x.search(n, 0, k)
 	} else {
-		i = n.child(e)
-		sep, right := n.kids[i].insert(e, rightmost && i == n.n-1)
+		i = x.child(n, k)
+		sep, right := x.insertUnder(n.in.kids[i], k, rightmost && i == n.n-1)
 		if right == nil {
-			return entry{}, nil
+			return key{}, nil
 		}
-		e, kid, i = sep, right, i+1
+		k, kid, i = &sep, right, i+1
 	}
 	if n.n < order {
-		n.insertAt(i, e, kid)
-		return entry{}, nil
+		n.insertAt(i, k, kid)
+		return key{}, nil
 	}
 	right := n.sibling()
 	switch {
-	case rightmost && i == order:
+	case rightmost && i == order && n.in == nil:
 		// Appending, as when due times ascend: leave n full. Only nodes
 		// on the right edge are ever less than half full.
-		right.insertAt(0, e, kid)
+		right.insertAt(0, k, kid)
+	case rightmost && i == order:
+		// The same, but an inner node keeps two children, so that the
+		// right edge never holds a node with one child: one whose child
+		// emptied could not be merged with a neighbour.
+		moveRight(n, right, 1)
+		right.insertAt(1, k, kid)
 	case i <= order/2:
 		moveRight(n, right, order-order/2)
-		n.insertAt(i, e, kid)
+		n.insertAt(i, k, kid)
 	default:
 		moveRight(n, right, order-order/2)
-		right.insertAt(i-order/2, e, kid)
+		right.insertAt(i-order/2, k, kid)
 	}
-	return right.item(0), right
+	return x.item(right, 0), right
 }
 
-// delete removes e and reports whether it was there.
-func (x *index) delete(e entry) bool {
-	if x.root == nil || !x.root.delete(e) {
+// delete removes k, made from a record, and reports whether it was there.
+func (x *index) delete(k *key) bool {
+	if x.root == nil || !x.deleteUnder(x.root, k) {
 		return false
 	}
-	if x.root.kids != nil && x.root.n == 1 {
-		x.root = x.root.kids[0]
+	if x.root.in != nil && x.root.n == 1 {
+		x.root = x.root.in.kids[0]
 	}
 	return true
 }
 
-// delete removes e from under n and reports whether it was there.
-func (n *node) delete(e entry) bool {
-	if n.kids == nil {
-		i := n.search(0, e)
-		if i == n.n || n.rec[i] != e.r {
+// deleteUnder removes k from under n and reports whether it was there.
+func (x *index) deleteUnder(n *node, k *key) bool {
+	if n.in == nil {
+		i := x.search(n, 0, k)
+		if i == n.n || n.ref[i] != k.ref {
 			return false
 		}
 		n.removeAt(i)
 		return true
 	}
-	i := n.child(e)
-	if !n.kids[i].delete(e) {
+	i := x.child(n, k)
+	if !x.deleteUnder(n.in.kids[i], k) {
 		return false
 	}
-	if n.kids[i].n < minFill && n.n > 1 {
-		n.rebalance(i)
+	if n.in.kids[i].n < minFill && n.n > 1 {
+		x.rebalance(n, i)
 	}
 	return true
 }
 
 // rebalance refills child i of n, which has too few items, from a neighbour:
 // it merges the two if they fit in one node, or shares their items evenly.
-func (n *node) rebalance(i int) {
+func (x *index) rebalance(n *node, i int) {
 	if i == n.n-1 {
 		i--
 	}
-	l, r := n.kids[i], n.kids[i+1]
+	l, r := n.in.kids[i], n.in.kids[i+1]
 	if l.n+r.n <= order {
 		moveLeft(l, r, r.n)
-		if l.kids == nil {
+		if l.in == nil {
 			l.next = r.next
 		}
 		n.removeAt(i + 1)
@@ -254,22 +335,23 @@ func (n *node) rebalance(i int) {
 	} else {
 		moveRight(l, r, l.n-half)
 	}
-	n.set(i+1, r.item(0))
+	sep := x.item(r, 0)
+	n.set(i+1, &sep, r)
 }
 
 // ascend calls yield with the entries from the first one not less than
 // from, in order, until yield returns false.
-func (x *index) ascend(from entry, yield func(entry) bool) {
+func (x *index) ascend(from *key, yield func(at int64, ref uint32) bool) {
 	n := x.root
 	if n == nil {
 		return
 	}
-	for n.kids != nil {
-		n = n.kids[n.child(from)]
+	for n.in != nil {
+		n = n.in.kids[x.child(n, from)]
 	}
-	for i := n.search(0, from); n != nil; n, i = n.next, 0 {
+	for i := x.search(n, 0, from); n != nil; n, i = n.next, 0 {
 		for ; i < n.n; i++ {
-			if !yield(n.item(i)) {
+			if !yield(n.at[i], n.ref[i]) {
 				return
 			}
 		}

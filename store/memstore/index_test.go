@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -10,48 +11,53 @@ import (
 
 // TestIndex checks the B+tree against a sorted slice through random inserts
 // and deletes in several patterns, with its invariants checked throughout.
+// A deleted entry's slot is freed and reused by the next insert, with
+// another ID and priority, as in a store: the separators left behind must
+// not depend on the record they were made from.
 func TestIndex(t *testing.T) {
 	for _, p := range []struct {
 		name string
 		at   func(rng *rand.Rand, i int) int64
-		del  func(rng *rand.Rand, model []entry) int // index of the entry to delete
+		del  func(rng *rand.Rand, model []key) int // index of the entry to delete
 	}{
 		{"random", func(rng *rand.Rand, _ int) int64 { return rng.Int64N(1000) }, randomEntry},
 		{"ties", func(rng *rand.Rand, _ int) int64 { return rng.Int64N(3) }, randomEntry},
-		{"ascending/queue", func(_ *rand.Rand, i int) int64 { return int64(i) }, func(*rand.Rand, []entry) int { return 0 }},
-		{"descending/stack", func(_ *rand.Rand, i int) int64 { return -int64(i) }, func(*rand.Rand, []entry) int { return 0 }},
+		{"ascending/queue", func(_ *rand.Rand, i int) int64 { return int64(i) }, func(*rand.Rand, []key) int { return 0 }},
+		{"descending/stack", func(_ *rand.Rand, i int) int64 { return -int64(i) }, func(*rand.Rand, []key) int { return 0 }},
 		{"ascending/random", func(_ *rand.Rand, i int) int64 { return int64(i) }, randomEntry},
 	} {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(1, 2))
-			var x index
-			var model []entry
+			var recs slab
+			x := index{recs: &recs}
+			var model []key
 			seq := 0
 			// Grow to 5000 entries, shrink to 0, grow again: every split,
 			// share, merge and root change happens.
 			if p.name == "ascending/queue" {
 				for i := range 5 * order {
-					x.insert(entry{int64(-1000 + i), &record{id: "a"}})
+					x.insert(newEntry(&recs, int64(-1000+i), "a", 0))
 				}
 				if n := leafCount(&x); n != 5 {
 					t.Fatalf("%d ascending inserts made %d leaves, want 5 full ones", 5*order, n)
 				}
-				x = index{}
+				recs, x = slab{}, index{recs: &recs}
 			}
 			for _, phase := range []struct{ steps, insertPct int }{{8000, 80}, {8000, 10}, {8000, 70}} {
 				for range phase.steps {
 					if len(model) == 0 || rng.IntN(100) < phase.insertPct {
 						seq++
-						e := entry{p.at(rng, seq), &record{id: fmt.Sprintf("id%06d", seq), priority: int16(rng.IntN(3) - 1)}}
-						x.insert(e)
-						i, _ := slices.BinarySearchFunc(model, e, entry.compare)
-						model = slices.Insert(model, i, e)
+						k := newEntry(&recs, p.at(rng, seq), fmt.Sprintf("id%06d", seq), int16(rng.IntN(3)-1))
+						x.insert(k)
+						i, _ := slices.BinarySearchFunc(model, *k, compareKeys)
+						model = slices.Insert(model, i, *k)
 					} else {
 						i := p.del(rng, model)
-						if !x.delete(model[i]) {
+						if !x.delete(&model[i]) {
 							t.Fatalf("delete of %v: not found", model[i])
 						}
+						recs.release(model[i].ref)
 						model = slices.Delete(model, i, i+1)
 					}
 					if seq%97 == 0 {
@@ -60,17 +66,45 @@ func TestIndex(t *testing.T) {
 				}
 				check(t, &x, model, rng)
 			}
-			if x.delete(entry{0, &record{id: "absent"}}) {
+			if absent := newEntry(&recs, 0, "absent", 0); x.delete(absent) {
 				t.Error("delete of an absent entry reported true")
 			}
 		})
 	}
 }
 
+// TestIndexRightEdge empties the last leaf of a tree grown by appends, whose
+// parent was made by an append too: the leaf must go, not stay empty.
+func TestIndexRightEdge(t *testing.T) {
+	var recs slab
+	x := index{recs: &recs}
+	var model []key
+	for i := range order*order + 1 {
+		k := newEntry(&recs, int64(i), "a", 0)
+		x.insert(k)
+		model = append(model, *k)
+	}
+	last := len(model) - 1
+	if !x.delete(&model[last]) {
+		t.Fatal("delete of the last entry: not found")
+	}
+	check(t, &x, model[:last], rand.New(rand.NewPCG(1, 2)))
+}
+
+// newEntry stores a record in recs and returns its key at at.
+func newEntry(recs *slab, at int64, id string, priority int16) *key {
+	i := recs.alloc()
+	r := recs.at(i)
+	r.id, r.priority = id, priority
+	return &key{at: at, id: id, ref: i, priority: priority}
+}
+
+func compareKeys(a, b key) int { return a.compare(&b) }
+
 func leafCount(x *index) int {
 	n := x.root
-	for n.kids != nil {
-		n = n.kids[0]
+	for n.in != nil {
+		n = n.in.kids[0]
 	}
 	count := 0
 	for ; n != nil; n = n.next {
@@ -79,29 +113,35 @@ func leafCount(x *index) int {
 	return count
 }
 
-func randomEntry(rng *rand.Rand, model []entry) int { return rng.IntN(len(model)) }
+func randomEntry(rng *rand.Rand, model []key) int { return rng.IntN(len(model)) }
 
 // check compares x with model, including ascend from a random pivot, and
 // checks x's invariants.
-func check(t *testing.T, x *index, model []entry, rng *rand.Rand) {
+func check(t *testing.T, x *index, model []key, rng *rand.Rand) {
 	t.Helper()
-	var got []entry
-	x.ascend(entry{-1 << 62, first}, func(e entry) bool { got = append(got, e); return true })
-	if !slices.Equal(got, model) {
+	entries := func(from *key, limit int) []key {
+		var ks []key
+		x.ascend(from, func(at int64, i uint32) bool {
+			k := x.recs.at(i).key(i)
+			k.at = at
+			ks = append(ks, k)
+			return len(ks) < limit
+		})
+		return ks
+	}
+	if got := entries(&key{at: -1 << 62, ref: noRef, priority: math.MaxInt16}, len(model)+1); !slices.Equal(got, model) {
 		t.Fatalf("index holds %d entries, model %d (or in another order)", len(got), len(model))
 	}
 	if len(model) > 0 {
 		pivot := model[rng.IntN(len(model))]
-		var from []entry
-		x.ascend(pivot, func(e entry) bool { from = append(from, e); return len(from) < 10 })
-		i, _ := slices.BinarySearchFunc(model, pivot, entry.compare)
-		if want := model[i:min(i+10, len(model))]; !slices.Equal(from, want) {
-			t.Fatalf("ascend from %v: got %v, want %v", pivot, from, want)
+		i, _ := slices.BinarySearchFunc(model, pivot, compareKeys)
+		if got, want := entries(&pivot, 10), model[i:min(i+10, len(model))]; !slices.Equal(got, want) {
+			t.Fatalf("ascend from %v: got %v, want %v", pivot, got, want)
 		}
 	}
 	if x.root != nil {
 		var leaves []*node
-		checkNode(t, x.root, x.root, nil, nil, true, 0, &leaves)
+		checkNode(t, x, x.root, nil, nil, true, 0, &leaves)
 		for i, l := range leaves {
 			var next *node
 			if i+1 < len(leaves) {
@@ -117,24 +157,26 @@ func check(t *testing.T, x *index, model []entry, rng *rand.Rand) {
 // checkNode checks that every entry under n lies in [lo, hi) (nil bounds are
 // open), that every node but the root is at least half full unless it is on
 // the right edge (where appends leave nodes of one item) and none is empty,
-// that no pointer is left past the items in use, and that leaves are all at
-// one depth; it collects the leaves in order.
-func checkNode(t *testing.T, root, n *node, lo, hi *entry, rightEdge bool, depth int, leaves *[]*node) int {
+// that no inner node has one child but the root, that no pointer is left
+// past the items in use, and that leaves are all at one depth; it collects
+// the leaves in order.
+func checkNode(t *testing.T, x *index, n *node, lo, hi *key, rightEdge bool, depth int, leaves *[]*node) int {
 	t.Helper()
-	if n != root && (n.n == 0 || n.n < minFill && !rightEdge) {
+	if n != x.root && (n.n == 0 || n.n < minFill && !rightEdge || n.n == 1 && n.in != nil) {
 		t.Fatalf("node at depth %d holds %d items", depth, n.n)
 	}
-	for i := n.n; i < order; i++ {
-		if n.rec[i] != nil || (n.kids != nil && n.kids[i] != nil) {
+	for i := n.n; n.in != nil && i < order; i++ {
+		if n.in.kids[i] != nil || n.in.id[i] != "" {
 			t.Fatalf("slot %d past the end still holds a pointer", i)
 		}
 	}
-	in := func(e entry) bool {
-		return (lo == nil || lo.compare(e) <= 0) && (hi == nil || e.compare(*hi) < 0)
+	in := func(k *key) bool {
+		return (lo == nil || lo.compare(k) <= 0) && (hi == nil || k.compare(hi) < 0)
 	}
-	if n.kids == nil {
+	if n.in == nil {
 		for i := range n.n {
-			if !in(n.item(i)) || (i > 0 && n.item(i-1).compare(n.item(i)) >= 0) {
+			k, prev := x.item(n, i), x.item(n, max(i-1, 0))
+			if !in(&k) || (i > 0 && prev.compare(&k) >= 0) {
 				t.Fatalf("leaf entry %d out of order or outside its bounds", i)
 			}
 		}
@@ -145,20 +187,20 @@ func checkNode(t *testing.T, root, n *node, lo, hi *entry, rightEdge bool, depth
 	for i := range n.n {
 		clo, chi := lo, hi
 		if i > 0 {
-			e := n.item(i)
-			if !in(e) {
+			k := x.item(n, i)
+			if !in(&k) {
 				t.Fatalf("separator %d outside its bounds", i)
 			}
-			clo = &e
+			clo = &k
 		}
 		if i+1 < n.n {
-			e := n.item(i + 1)
-			chi = &e
+			k := x.item(n, i+1)
+			chi = &k
 		}
-		if i > 0 && n.kids[i].kids != nil && n.kids[i].item(0) != n.item(i) {
+		if kid := n.in.kids[i]; i > 0 && kid.in != nil && x.item(kid, 0) != x.item(n, i) {
 			t.Fatalf("inner child %d does not repeat its separator", i)
 		}
-		d := checkNode(t, root, n.kids[i], clo, chi, rightEdge && i == n.n-1, depth+1, leaves)
+		d := checkNode(t, x, n.in.kids[i], clo, chi, rightEdge && i == n.n-1, depth+1, leaves)
 		if leafDepth >= 0 && d != leafDepth {
 			t.Fatal("leaves at different depths")
 		}
@@ -167,8 +209,9 @@ func checkNode(t *testing.T, root, n *node, lo, hi *entry, rightEdge bool, depth
 	return leafDepth
 }
 
-// TestSizes guards the sizes the memory cost rests on: a record fills a
-// 96-byte allocation, its extra a 176-byte one, and a node a 1 KiB one.
+// TestSizes guards the sizes the memory cost rests on: a record takes 96
+// bytes of a chunk, its extra fills a 176-byte allocation, and a node a 1
+// KiB one.
 func TestSizes(t *testing.T) {
 	if s := unsafe.Sizeof(record{}); s != 96 {
 		t.Errorf("a record is %d bytes, want 96", s)

@@ -20,7 +20,8 @@ import (
 // says the store holds: Due must merge the running triggers, which are kept
 // out of the due index, into the order of the others; Purge must delete
 // exactly min(Limit, matching) triggers however its earlier calls left the
-// list of a state.
+// list of a state. Deletes and purges free slots that later saves reuse;
+// the store's structures must agree throughout.
 func TestRandomOps(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -79,7 +80,49 @@ func TestRandomOps(t *testing.T) {
 		}
 		if step%10 == 0 {
 			checkDue(t, s, rng, clock, ms)
+			if err := memstore.Check(s); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
 		}
+	}
+}
+
+// TestRegisterTies changes the priority of triggers due at one time, many
+// enough to fill several leaves of the due index, by registering them again,
+// then deletes them all: the index must find every entry where its new
+// priority puts it, whatever separators the old priorities left in the
+// index, and be empty at the end.
+func TestRegisterTies(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	const n = 1000
+	tr := func(i, priority int) trigger.Trigger {
+		return trigger.Trigger{ID: fmt.Sprintf("t%04d", i), Type: trigger.TypeNext, DueAt: t0, Priority: priority}
+	}
+	for i := range n {
+		if err := s.Save(ctx, t0, tr(i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if _, err := s.Register(ctx, t0, tr(i, 1+i%7)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := memstore.Check(s); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := s.Delete(ctx, tr(i, 0).ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := memstore.Check(s); err != nil {
+		t.Fatal(err)
+	}
+	refs, err := s.Due(ctx, trigger.DueQuery{Now: t0, Until: t0, Limit: n})
+	if err != nil || len(refs) != 0 {
+		t.Fatalf("Due after deleting everything = %d refs, %v", len(refs), err)
 	}
 }
 

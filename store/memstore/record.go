@@ -15,7 +15,8 @@ import (
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
 // in extra (176 bytes when a trigger uses any of them). The claim of a
 // running trigger lives in the store's list of leases. A record is 96 bytes
-// on 64-bit platforms.
+// on 64-bit platforms, in the store's slab; the ID is the caller's string,
+// not a copy.
 //
 // The payload string is never changed in place, so a reader decodes its own
 // copy of it after releasing the lock.
@@ -31,9 +32,9 @@ type record struct {
 	attempt, maxAttempts, iteration int32
 
 	// slot is the record's place in the list of its state (Store.running
-	// or Store.inState; a list holds fewer than 2^31 records); unused while
-	// scheduled.
-	slot int32
+	// or Store.inState); unused while scheduled. In a free record, it links
+	// the slab's free list.
+	slot uint32
 
 	priority int16
 	typ      trigger.Type
@@ -146,29 +147,29 @@ func (r *record) setLastError(msg string) {
 	}
 }
 
-// newRecord checks t and returns its record as saved at now.
-func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
+// newRecord checks t and sets *r to its record as saved at now.
+func newRecord(r *record, t *trigger.Trigger, now time.Time) error {
 	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("memstore: %w", err)
+		return fmt.Errorf("memstore: %w", err)
 	}
 	if t.Attempt > math.MaxInt32 || t.MaxAttempts > math.MaxInt32 || t.Iteration > math.MaxInt32 || t.MaxIterations > math.MaxInt32 {
-		return nil, invalidf("trigger %q: Attempt, MaxAttempts, Iteration and MaxIterations must be at most %d", t.ID, math.MaxInt32)
+		return invalidf("trigger %q: Attempt, MaxAttempts, Iteration and MaxIterations must be at most %d", t.ID, math.MaxInt32)
 	}
 	updated, err := stamp(now, "now")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	created := updated
 	if !t.CreatedAt.IsZero() {
 		if created, err = stamp(t.CreatedAt, "CreatedAt"); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	payload, err := encode(t.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("trigger %q: %w", t.ID, err)
+		return fmt.Errorf("trigger %q: %w", t.ID, err)
 	}
-	r := &record{
+	*r = record{
 		id:          t.ID,
 		payload:     payload,
 		due:         nanos(t.DueAt), // in range: checked by Validate
@@ -183,7 +184,7 @@ func newRecord(t *trigger.Trigger, now time.Time) (*record, error) {
 		misfire:     t.Misfire,
 	}
 	r.setExtra(t)
-	return r, nil
+	return nil
 }
 
 // setExtra sets the fields of extra from t (PlannedAt is the due time).

@@ -11,15 +11,16 @@ import (
 // Register saves t, or updates the stored trigger with its ID to t's
 // definition; see trigger.Store and trigger.Redefine.
 func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) (trigger.RegisterResult, error) {
-	nr, err := newRecord(&t, now)
-	if err != nil {
+	var nrs [1]record
+	nr := &nrs[0]
+	if err := newRecord(nr, &t, now); err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.ids.get(t.ID)
+	i, r := s.ids.get(t.ID)
 	if r == nil {
-		if err := s.insert(nr); err != nil {
+		if err := s.insert(nrs[:]); err != nil {
 			return 0, err
 		}
 		return trigger.RegisterCreated, nil
@@ -31,7 +32,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 		return res, nil
 	}
 	if r.state != trigger.StateRunning {
-		s.detach(r) // priority, state and due time may change
+		s.detach(i) // priority, state and due time may change
 	}
 	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
 	r.state, r.due, r.attempt, r.updated = u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
@@ -45,7 +46,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	r.setRare(m)
 	r.setPlanned(nanos(u.PlannedAt))
 	if r.state != trigger.StateRunning {
-		s.attach(r)
+		s.attach(i)
 	}
 	return res, nil
 }
@@ -61,11 +62,11 @@ func (s *Store) Pause(ctx context.Context, id string, now time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.pausable(id)
+	i, r, err := s.pausable(id)
 	if err != nil || r.paused {
 		return err
 	}
-	s.setPaused(r, true)
+	s.setPaused(i, r, true)
 	r.updated = n
 	return nil
 }
@@ -87,7 +88,7 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.pausable(id)
+	i, r, err := s.pausable(id)
 	if err != nil {
 		return err
 	}
@@ -98,38 +99,39 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 		return nil
 	}
 	if at.IsZero() || (r.state != trigger.StateScheduled && r.state != trigger.StateRetrying) {
-		s.setPaused(r, false)
+		s.setPaused(i, r, false)
 	} else {
-		s.detach(r)
+		s.detach(i)
 		r.paused = false
 		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
 		r.setPlanned(due)
-		s.attach(r)
+		s.attach(i)
 	}
 	r.updated = n
 	return nil
 }
 
-// pausable returns the trigger id if it is not final. s.mu must be held.
-func (s *Store) pausable(id string) (*record, error) {
-	r := s.ids.get(id)
+// pausable returns the trigger id, and its ref, if it is not final. s.mu
+// must be held.
+func (s *Store) pausable(id string) (uint32, *record, error) {
+	i, r := s.ids.get(id)
 	switch {
 	case r == nil:
-		return nil, notFound(id)
+		return 0, nil, notFound(id)
 	case r.state.Final():
-		return nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
+		return 0, nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
 	}
-	return r, nil
+	return i, r, nil
 }
 
-// setPaused changes r's flag, and its place in the due index with it. s.mu
-// must be held.
-func (s *Store) setPaused(r *record, paused bool) {
+// setPaused changes the flag of record i, r, and its place in the due index
+// with it. s.mu must be held.
+func (s *Store) setPaused(i uint32, r *record, paused bool) {
 	if r.state == trigger.StateRunning {
 		r.paused = paused // a running trigger is not in the due index
 		return
 	}
-	s.detach(r)
+	s.detach(i)
 	r.paused = paused
-	s.attach(r)
+	s.attach(i)
 }

@@ -25,7 +25,7 @@ var _ trigger.WaitStore = (*Store)(nil)
 // waits is the wait state of a store. s.mu guards it.
 type waits struct {
 	tokens   map[string]*token
-	children map[string][]*record // parent ID -> its children, in no order
+	children map[string][]uint32 // parent ID -> its children's refs, in no order
 }
 
 // token is the record of a wait token.
@@ -46,9 +46,10 @@ const (
 
 // checkKeys checks, before anything of an insert is written, that the wait
 // keys of the waiting triggers among rs are free. s.mu must be held.
-func (s *Store) checkKeys(rs []*record) error {
+func (s *Store) checkKeys(rs []record) error {
 	var seen map[string]string
-	for _, r := range rs {
+	for j := range rs {
+		r := &rs[j]
 		if r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey == "" {
 			continue
 		}
@@ -67,18 +68,19 @@ func (s *Store) checkKeys(rs []*record) error {
 	return nil
 }
 
-// bindKey binds the wait key of a new waiting trigger to it (a stored early
-// resume ends its wait at once), and indexes a new child under its parent.
-// It runs before r is attached. s.mu must be held.
-func (s *Store) bindKey(r *record) {
+// bindKey binds the wait key of new record i, if it waits, to it (a stored
+// early resume ends its wait at once), and indexes a new child under its
+// parent. It runs before the record is attached. s.mu must be held.
+func (s *Store) bindKey(i uint32) {
+	r := s.recs.at(i)
 	if r.x == nil {
 		return
 	}
 	if m := r.x.more; m != nil && m.parentID != "" {
 		if s.w.children == nil {
-			s.w.children = make(map[string][]*record)
+			s.w.children = make(map[string][]uint32)
 		}
-		s.w.children[m.parentID] = append(s.w.children[m.parentID], r)
+		s.w.children[m.parentID] = append(s.w.children[m.parentID], i)
 	}
 	if r.state != trigger.StateWaiting || r.x.waitKey == "" {
 		return
@@ -117,7 +119,7 @@ func (s *Store) waitedOn(key string, tk *token) bool {
 	if tk.id == "" {
 		return false
 	}
-	r := s.ids.get(tk.id)
+	_, r := s.ids.get(tk.id)
 	if r == nil || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
 		return false
 	}
@@ -177,7 +179,7 @@ func (s *Store) childFinal(r *record, now int64) {
 		return
 	}
 	r.x.more.counted = true
-	p := s.ids.get(r.x.more.parentID)
+	pi, p := s.ids.get(r.x.more.parentID)
 	if p == nil || p.state != trigger.StateWaiting {
 		return
 	}
@@ -190,25 +192,24 @@ func (s *Store) childFinal(r *record, now int64) {
 		p.setWait(w)
 		return
 	}
-	s.detach(p)
+	s.detach(pi)
 	p.setWait(w)
 	p.wake(now, false)
 	p.updated = now
-	s.attach(p)
+	s.attach(pi)
 }
 
-// forget drops what the wait state holds of a removed record. s.mu must be
-// held.
-func (s *Store) forget(r *record) {
+// forget drops what the wait state holds of record i, r, which is being
+// removed. s.mu must be held.
+func (s *Store) forget(i uint32, r *record) {
 	if r.x == nil {
 		return
 	}
 	if m := r.x.more; m != nil && m.parentID != "" {
 		p := m.parentID
 		cs := s.w.children[p]
-		if i := slices.Index(cs, r); i >= 0 {
-			cs[i] = cs[len(cs)-1]
-			cs[len(cs)-1] = nil
+		if j := slices.Index(cs, i); j >= 0 {
+			cs[j] = cs[len(cs)-1]
 			cs = cs[:len(cs)-1]
 		}
 		if len(cs) == 0 {
@@ -253,7 +254,8 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 	if err != nil {
 		return time.Time{}, err
 	}
-	for _, c := range children {
+	for j := range children {
+		c := &children[j]
 		m := c.rare()
 		m.parentID = id
 		c.setRare(m)
@@ -261,7 +263,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.held(id, tok)
+	i, r, err := s.held(id, tok)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -270,10 +272,10 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 			return time.Time{}, fmt.Errorf("memstore: trigger %q: wait key %q is taken by trigger %q: %w", id, p.Key, tk.id, trigger.ErrDuplicate)
 		}
 	}
-	if err := s.insert(children...); err != nil {
+	if err := s.insert(children); err != nil {
 		return time.Time{}, err
 	}
-	s.detach(r)
+	s.detach(i)
 	planned := r.plannedAt() // a wait keeps PlannedAt, as a retry does
 	r.attempt, r.updated = 0, now
 	w := trigger.Wait{Kind: p.Kind, Until: p.Until}
@@ -292,7 +294,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 		r.x.waitKey = p.Key // r.x is set: r has a wait
 		s.waitOn(r, now)
 	}
-	s.attach(r)
+	s.attach(i)
 	return toTime(r.due), nil
 }
 
@@ -325,12 +327,12 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	if !s.waitedOn(key, tk) {
 		return trigger.ResumeTooLate, "", nil
 	}
-	r := s.ids.get(tk.id)
-	s.detach(r)
+	i, r := s.ids.get(tk.id)
+	s.detach(i)
 	r.payload = mergeJSON(r.payload, p)
 	r.wake(n, true)
 	r.updated = n
-	s.attach(r)
+	s.attach(i)
 	tk.state, tk.changed = tokenDelivered, n
 	return trigger.ResumeDelivered, r.id, nil
 }
@@ -376,7 +378,14 @@ func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigge
 	if parentID == "" {
 		return nil, errEmptyID
 	}
-	ts, err := s.read(func() []*record { return s.w.children[parentID] })
+	ts, err := s.read(func() []*record {
+		cs := s.w.children[parentID]
+		rs := make([]*record, len(cs))
+		for j, i := range cs {
+			rs[j] = s.recs.at(i)
+		}
+		return rs
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +409,7 @@ func (s *Store) Checkpoint(ctx context.Context, id string, tok uint64, now time.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.held(id, tok)
+	_, r, err := s.held(id, tok)
 	if err != nil {
 		return err
 	}

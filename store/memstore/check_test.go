@@ -1,0 +1,120 @@
+package memstore
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/triggerkit/trigger"
+)
+
+// check reports the first inconsistency between the store's structures: the
+// slab and its free list, the ID map, the due index, the lists of states,
+// the leases and the children of parents must all name the same records.
+func (s *Store) check() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	free := make(map[uint32]bool)
+	for f := s.recs.free; f != 0; f = s.recs.at(f - 1).slot {
+		i := f - 1
+		if free[i] || i >= s.recs.used {
+			return fmt.Errorf("free list: slot %d twice or past the end", i)
+		}
+		if r := s.recs.at(i); *r != (record{slot: r.slot}) {
+			return fmt.Errorf("free slot %d is not cleared", i)
+		}
+		free[i] = true
+	}
+	live := 0
+	for i, r := range s.recs.all() {
+		live++
+		if free[i] {
+			return fmt.Errorf("slot %d is free and holds %q", i, r.id)
+		}
+		if j, got := s.ids.get(r.id); j != i || got != r {
+			return fmt.Errorf("ID map: %q finds ref %d, not %d", r.id, j, i)
+		}
+	}
+	if live+len(free) != int(s.recs.used) {
+		return fmt.Errorf("slab: %d live and %d free slots of %d", live, len(free), s.recs.used)
+	}
+	if n := len(s.ids.byHash) + len(s.ids.clash); n != live {
+		return fmt.Errorf("ID map holds %d IDs for %d records", n, live)
+	}
+
+	indexed := 0
+	var prev *key
+	var err error
+	s.due.ascend(&key{at: noTime, ref: noRef, priority: 1<<15 - 1}, func(at int64, i uint32) bool {
+		r := s.recs.at(i)
+		k := r.key(i)
+		switch {
+		case free[i] || i >= s.recs.used:
+			err = fmt.Errorf("due index: entry for free slot %d", i)
+		case !r.indexed() || r.due != at:
+			err = fmt.Errorf("due index: entry for %q (%s, due %d) at %d", r.id, r.state, r.due, at)
+		case prev != nil && prev.compare(&k) >= 0:
+			err = fmt.Errorf("due index: %q out of order", r.id)
+		}
+		prev = &k
+		indexed++
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	want := 0
+	for _, r := range s.recs.all() {
+		if r.indexed() {
+			want++
+		}
+	}
+	if indexed != want {
+		return fmt.Errorf("due index holds %d entries for %d due records", indexed, want)
+	}
+
+	listed := 0
+	for st, list := range s.inState {
+		for pos, i := range list {
+			if r := s.recs.at(i); free[i] || r.state != trigger.State(st) || r.slot != uint32(pos) {
+				return fmt.Errorf("list of %s: slot %d (%q, %s) at %d", trigger.State(st), i, r.id, r.state, pos)
+			}
+		}
+		listed += len(list)
+	}
+	for pos, l := range s.running {
+		if r := s.recs.at(l.ref); free[l.ref] || r.state != trigger.StateRunning || r.slot != uint32(pos) {
+			return fmt.Errorf("leases: slot %d (%q, %s) at %d", l.ref, r.id, r.state, pos)
+		}
+	}
+	scheduled := 0
+	for _, r := range s.recs.all() {
+		if r.state == trigger.StateScheduled {
+			scheduled++
+		}
+	}
+	if listed+len(s.running)+scheduled != live {
+		return fmt.Errorf("%d records listed, %d running and %d scheduled of %d", listed, len(s.running), scheduled, live)
+	}
+
+	children := 0
+	for parent, cs := range s.w.children {
+		for j, i := range cs {
+			if r := s.recs.at(i); free[i] || r.rare().parentID != parent || slices.Contains(cs[:j], i) {
+				return fmt.Errorf("children of %q: slot %d holds %q", parent, i, r.id)
+			}
+		}
+		if len(cs) == 0 {
+			return fmt.Errorf("children of %q: an empty list is kept", parent)
+		}
+		children += len(cs)
+	}
+	for _, r := range s.recs.all() {
+		if r.rare().parentID != "" {
+			children--
+		}
+	}
+	if children != 0 {
+		return fmt.Errorf("children lists hold %d refs more than there are children", children)
+	}
+	return nil
+}
