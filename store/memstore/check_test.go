@@ -19,7 +19,7 @@ func (s *Store) check() error {
 		if free[i] || i >= s.recs.used {
 			return fmt.Errorf("free list: slot %d twice or past the end", i)
 		}
-		if r := s.recs.at(i); *r != (record{slot: r.slot}) {
+		if r := s.recs.at(i); *r.recPtrs != (recPtrs{}) || *r.recVals != (recVals{slot: r.slot}) {
 			return fmt.Errorf("free slot %d is not cleared", i)
 		}
 		free[i] = true
@@ -30,7 +30,7 @@ func (s *Store) check() error {
 		if free[i] {
 			return fmt.Errorf("slot %d is free and holds %q", i, r.id)
 		}
-		if j, got := s.ids.get(r.id); j != i || got != r {
+		if j, got, _ := s.ids.get(r.id); j != i || got != r {
 			return fmt.Errorf("ID map: %q finds ref %d, not %d", r.id, j, i)
 		}
 	}
@@ -39,6 +39,25 @@ func (s *Store) check() error {
 	}
 	if n := len(s.ids.byHash) + len(s.ids.clash); n != live {
 		return fmt.Errorf("ID map holds %d IDs for %d records", n, live)
+	}
+
+	payloads := make(map[uint32]bool)
+	for _, r := range s.recs.all() {
+		if p := r.payload; p != 0 {
+			if payloads[p-1] || s.recs.payloads[p-1] == "" {
+				return fmt.Errorf("payload %d of %q is shared or empty", p-1, r.id)
+			}
+			payloads[p-1] = true
+		}
+	}
+	for _, p := range s.recs.freePayloads {
+		if payloads[p] || s.recs.payloads[p] != "" {
+			return fmt.Errorf("free payload %d is in use or not cleared", p)
+		}
+		payloads[p] = true
+	}
+	if len(payloads) != len(s.recs.payloads) {
+		return fmt.Errorf("%d payloads used or free of %d", len(payloads), len(s.recs.payloads))
 	}
 
 	indexed := 0

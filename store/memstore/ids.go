@@ -27,17 +27,18 @@ func newIDMap(recs *slab) idMap {
 	}
 }
 
-// get returns the record with the given id and its ref, or nil.
-func (m *idMap) get(id string) (uint32, *record) {
+// get returns the ref and record of the given id, and whether it is
+// stored.
+func (m *idMap) get(id string) (uint32, record, bool) {
 	if i, ok := m.byHash[m.hash(id)]; ok {
 		if r := m.recs.at(i); r.id == id {
-			return i, r
+			return i, r, true
 		}
 	}
 	if i, ok := m.clash[id]; ok {
-		return i, m.recs.at(i)
+		return i, m.recs.at(i), true
 	}
-	return noRef, nil
+	return noRef, record{}, false
 }
 
 // add maps id to ref i unless id is in m already, and reports whether it

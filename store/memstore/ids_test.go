@@ -36,11 +36,11 @@ func TestIDMapClashes(t *testing.T) {
 			recs.release(j)
 		}
 		for id, i := range model {
-			if got, r := m.get(id); got != i || r != recs.at(i) {
+			if got, r, ok := m.get(id); !ok || got != i || r != recs.at(i) {
 				t.Fatalf("step %d: get(%q) = %d, want %d", step, id, got, i)
 			}
 		}
-		if got, r := m.get("absent"); r != nil || got != noRef {
+		if got, _, ok := m.get("absent"); ok || got != noRef {
 			t.Fatalf("step %d: get of an absent ID = %d", step, got)
 		}
 		if n := len(m.byHash) + len(m.clash); n != len(model) {

@@ -28,7 +28,7 @@ func (a *key) compare(b *key) int {
 }
 
 // key returns the key of record i at its due time.
-func (r *record) key(i uint32) key {
+func (r record) key(i uint32) key {
 	return key{at: r.due, id: r.id, ref: i, priority: r.priority}
 }
 

@@ -18,17 +18,18 @@
 // # Cost
 //
 // A pending trigger with a 16-byte ID and nothing but a due time takes about
-// 165 bytes of heap: a 96-byte record, the ID (the caller's string, not a
-// copy), and its entries in the ID map and the due index. The fields most
-// triggers leave empty (InstanceID, NodeID, Cron, LastError, TraceContext,
-// ...) take about 180 bytes more, only in the triggers that use them.
-// Records live in chunks of a slab, and the ID map and the due index name
-// them by a 32-bit index rather than point to them, so that the garbage
-// collector has few pointers to follow: with a million plain triggers
-// stored, a full collection takes about 2.5 times as long as for their
-// million IDs alone, where it took 12 times as long with a record per
-// allocation. The slab keeps its peak size, as a Go map does: the slots of
-// deleted triggers are reused, not returned to the heap.
+// 160 bytes of heap: an 88-byte record, the ID (the caller's string, not a
+// copy), and its entries in the ID map and the due index. A payload takes 16
+// bytes more besides its JSON, and the fields most triggers leave empty
+// (InstanceID, NodeID, Cron, LastError, TraceContext, ...) about 180 bytes
+// more, only in the triggers that use them. Records live in chunks of a
+// slab, and the ID map and the due index name them by a 32-bit index rather
+// than point to them, so that the garbage collector has few pointers to
+// follow: with a million plain triggers stored, a full collection takes
+// less than twice as long as for their million IDs alone, where it took
+// more than ten times as long with a record per allocation. The slab keeps
+// its peak size, as a Go map does: the slots of deleted triggers are
+// reused, not returned to the heap.
 //
 // Save, Claim and Finish take O(log n) time: a claim takes the trigger out
 // of the due index and an outcome that makes it due again puts it back, but
@@ -144,7 +145,7 @@ func (s *Store) detach(i uint32) {
 
 // indexed reports whether r belongs in the due index: scheduled or
 // retrying, or waiting with a timeout, and not paused.
-func (r *record) indexed() bool {
+func (r record) indexed() bool {
 	switch r.state {
 	case trigger.StateScheduled, trigger.StateRetrying:
 		return !r.paused
@@ -156,7 +157,7 @@ func (r *record) indexed() bool {
 
 // insert stores rs, or nothing if one of their IDs is taken. s.mu must be
 // held.
-func (s *Store) insert(rs []record) error {
+func (s *Store) insert(rs []recordBuf) error {
 	if err := s.checkKeys(rs); err != nil {
 		return err
 	}
@@ -171,12 +172,14 @@ func (s *Store) insert(rs []record) error {
 				s.ids.remove(rs[k].id, added)
 				s.recs.release(added)
 			}
-			if slices.ContainsFunc(rs[:j], func(a record) bool { return a.id == r.id }) {
+			if slices.ContainsFunc(rs[:j], func(a recordBuf) bool { return a.id == r.id }) {
 				return fmt.Errorf("memstore: trigger %q appears twice in one batch: %w", r.id, trigger.ErrDuplicate)
 			}
 			return fmt.Errorf("memstore: trigger %q: %w", r.id, trigger.ErrDuplicate)
 		}
-		*s.recs.at(i) = *r
+		rec := s.recs.at(i)
+		rec.set(r)
+		s.recs.setPayload(rec, r.payloadJSON)
 		refs = append(refs, i)
 	}
 	for _, i := range refs {
@@ -188,18 +191,18 @@ func (s *Store) insert(rs []record) error {
 
 // trigger sets *t to r as record.trigger does, with its claim. s.mu must be
 // held.
-func (s *Store) trigger(r *record, t *trigger.Trigger) (payload string) {
-	payload = r.trigger(t)
+func (s *Store) trigger(r record, t *trigger.Trigger) (payload string) {
+	r.trigger(t)
 	if r.state == trigger.StateRunning {
 		l := &s.running[r.slot]
 		t.Owner, t.LeaseUntil, t.Recovered = l.owner, toTime(l.until), l.recovered
 	}
-	return payload
+	return s.recs.payload(r)
 }
 
 // Save stores t; see trigger.Store.
 func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) error {
-	var r [1]record
+	var r [1]recordBuf
 	if err := newRecord(&r[0], &t, now); err != nil {
 		return err
 	}
@@ -221,8 +224,8 @@ func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigg
 
 // newRecords checks ts and returns their records. Whether their IDs are
 // free, of each other too, is for insert to check.
-func newRecords(ts []trigger.Trigger, now time.Time) ([]record, error) {
-	rs := make([]record, len(ts))
+func newRecords(ts []trigger.Trigger, now time.Time) ([]recordBuf, error) {
+	rs := make([]recordBuf, len(ts))
 	for i := range ts {
 		if err := newRecord(&rs[i], &ts[i], now); err != nil {
 			return nil, err
@@ -237,8 +240,8 @@ func (s *Store) Get(ctx context.Context, id string) (trigger.Trigger, error) {
 		return trigger.Trigger{}, errEmptyID
 	}
 	s.mu.RLock()
-	_, r := s.ids.get(id)
-	if r == nil {
+	_, r, ok := s.ids.get(id)
+	if !ok {
 		s.mu.RUnlock()
 		return trigger.Trigger{}, notFound(id)
 	}
@@ -351,8 +354,8 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 	}
 
 	s.mu.Lock()
-	i, r := s.ids.get(id)
-	if r == nil {
+	i, r, ok := s.ids.get(id)
+	if !ok {
 		s.mu.Unlock()
 		return trigger.Trigger{}, notFound(id)
 	}
@@ -382,7 +385,7 @@ func (s *Store) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.
 
 // claimable returns why r cannot be claimed at now, or nil. s.mu must be
 // held.
-func (s *Store) claimable(r *record, now int64, force bool) error {
+func (s *Store) claimable(r record, now int64, force bool) error {
 	switch {
 	case r.state.Final():
 		return fmt.Errorf("memstore: trigger %q is %s: %w", r.id, r.state, trigger.ErrInvalidState)
@@ -405,15 +408,15 @@ func (s *Store) claimable(r *record, now int64, force bool) error {
 
 // held returns the running trigger id, and its ref, if token is its
 // current one. s.mu must be held.
-func (s *Store) held(id string, token uint64) (uint32, *record, error) {
-	i, r := s.ids.get(id)
+func (s *Store) held(id string, token uint64) (uint32, record, error) {
+	i, r, ok := s.ids.get(id)
 	switch {
-	case r == nil:
-		return 0, nil, fmt.Errorf("memstore: trigger %q no longer exists: %w", id, trigger.ErrLeaseLost)
+	case !ok:
+		return 0, record{}, fmt.Errorf("memstore: trigger %q no longer exists: %w", id, trigger.ErrLeaseLost)
 	case r.state != trigger.StateRunning:
-		return 0, nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrLeaseLost)
+		return 0, record{}, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrLeaseLost)
 	case r.token != token:
-		return 0, nil, fmt.Errorf("memstore: trigger %q: token %d is not the current one: %w", id, token, trigger.ErrLeaseLost)
+		return 0, record{}, fmt.Errorf("memstore: trigger %q: token %d is not the current one: %w", id, token, trigger.ErrLeaseLost)
 	}
 	return i, r, nil
 }
@@ -509,7 +512,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 			r.iteration++
 		}
 		if replace {
-			r.payload = payload
+			s.recs.setPayload(r, payload)
 		}
 		if o.Error != "" {
 			r.setLastError(o.Error)
@@ -537,9 +540,9 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, r := s.ids.get(id)
+	i, r, ok := s.ids.get(id)
 	switch {
-	case r == nil:
+	case !ok:
 		return notFound(id)
 	case r.state == trigger.StateCanceled:
 		return nil
@@ -569,9 +572,9 @@ func (s *Store) Requeue(ctx context.Context, id string, now, at time.Time) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, r := s.ids.get(id)
+	i, r, ok := s.ids.get(id)
 	switch {
-	case r == nil:
+	case !ok:
 		return notFound(id)
 	case r.state != trigger.StateFailed && r.state != trigger.StateCanceled:
 		return fmt.Errorf("memstore: trigger %q is %s, not failed or canceled: %w", id, r.state, trigger.ErrInvalidState)
@@ -590,8 +593,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, r := s.ids.get(id)
-	if r == nil {
+	i, r, ok := s.ids.get(id)
+	if !ok {
 		return notFound(id)
 	}
 	if !r.state.Final() {
@@ -619,7 +622,7 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 	members := s.members(q.State)
 	if q.Type != 0 {
 		all := members
-		members = func(yield func(*record) bool) {
+		members = func(yield func(record) bool) {
 			for r := range all {
 				if r.typ == q.Type && !yield(r) {
 					return
@@ -627,13 +630,13 @@ func (s *Store) List(ctx context.Context, q trigger.ListQuery) ([]trigger.Trigge
 			}
 		}
 	}
-	return s.read(func() []*record { return firstByID(members, q.After, q.Limit) })
+	return s.read(func() []record { return firstByID(members, q.After, q.Limit) })
 }
 
 // read copies out the records pick returns, under the read lock, and
 // decodes their payloads after releasing it. The records are the slab's:
 // pick runs under the lock.
-func (s *Store) read(pick func() []*record) ([]trigger.Trigger, error) {
+func (s *Store) read(pick func() []record) ([]trigger.Trigger, error) {
 	s.mu.RLock()
 	rs := pick()
 	ts := make([]trigger.Trigger, len(rs))
@@ -652,8 +655,8 @@ func (s *Store) read(pick func() []*record) ([]trigger.Trigger, error) {
 }
 
 // members returns the triggers in state st. s.mu must be held.
-func (s *Store) members(st trigger.State) iter.Seq[*record] {
-	return func(yield func(*record) bool) {
+func (s *Store) members(st trigger.State) iter.Seq[record] {
+	return func(yield func(record) bool) {
 		switch st {
 		case trigger.StateScheduled:
 			for _, r := range s.recs.all() {
@@ -680,7 +683,7 @@ func (s *Store) members(st trigger.State) iter.Seq[*record] {
 // firstByID returns, in ID order, the first limit records of rs whose IDs
 // come after after. It keeps the best ones in a heap, so it needs
 // O(limit) memory however many records there are.
-func firstByID(rs iter.Seq[*record], after string, limit int) []*record {
+func firstByID(rs iter.Seq[record], after string, limit int) []record {
 	var h idHeap
 	for r := range rs {
 		switch {
@@ -692,17 +695,17 @@ func firstByID(rs iter.Seq[*record], after string, limit int) []*record {
 			heap.Fix(&h, 0)
 		}
 	}
-	slices.SortFunc(h, func(a, b *record) int { return strings.Compare(a.id, b.id) })
+	slices.SortFunc(h, func(a, b record) int { return strings.Compare(a.id, b.id) })
 	return h
 }
 
 // idHeap is a max-heap of records by ID.
-type idHeap []*record
+type idHeap []record
 
 func (h idHeap) Len() int           { return len(h) }
 func (h idHeap) Less(i, j int) bool { return h[i].id > h[j].id }
 func (h idHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *idHeap) Push(x any)        { *h = append(*h, x.(*record)) }
+func (h *idHeap) Push(x any)        { *h = append(*h, x.(record)) }
 func (h *idHeap) Pop() any {
 	r := (*h)[len(*h)-1]
 	*h = (*h)[:len(*h)-1]

@@ -20,8 +20,8 @@ import (
 // says the store holds: Due must merge the running triggers, which are kept
 // out of the due index, into the order of the others; Purge must delete
 // exactly min(Limit, matching) triggers however its earlier calls left the
-// list of a state. Deletes and purges free slots that later saves reuse;
-// the store's structures must agree throughout.
+// list of a state. Deletes and purges free slots, and their payloads, that
+// later saves reuse; the store's structures must agree throughout.
 func TestRandomOps(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -36,6 +36,16 @@ func TestRandomOps(t *testing.T) {
 		}
 	}
 	kinds := []trigger.OutcomeKind{trigger.OutcomeComplete, trigger.OutcomeRetry, trigger.OutcomeFail, trigger.OutcomeReschedule, trigger.OutcomeSnooze}
+	// A payload, or none, or an empty one, which a Reschedule stores as none.
+	payload := func() trigger.Payload {
+		switch rng.IntN(3) {
+		case 0:
+			return trigger.Payload{"n": rng.IntN(100)}
+		case 1:
+			return trigger.Payload{}
+		}
+		return nil
+	}
 	for step := range 20000 {
 		clock += rng.IntN(3)
 		now := ms(clock)
@@ -45,6 +55,7 @@ func TestRandomOps(t *testing.T) {
 			if rng.IntN(10) == 0 {
 				tr.Type, tr.DueAt = trigger.TypeManual, time.Time{}
 			}
+			tr.Payload = payload()
 			valid(s.Save(ctx, now, tr))
 		case op < 55:
 			_, err := s.Claim(ctx, id(), trigger.Claim{Owner: "w", Now: now, Until: ms(clock + 1 + rng.IntN(10)), Force: rng.IntN(10) == 0})
@@ -52,7 +63,7 @@ func TestRandomOps(t *testing.T) {
 		case op < 75:
 			if tr, err := s.Get(ctx, id()); err == nil {
 				token := tr.Token - uint64(rng.IntN(2))
-				valid(s.Finish(ctx, tr.ID, token, trigger.Outcome{Kind: kinds[rng.IntN(len(kinds))], Now: now, At: ms(clock + rng.IntN(10))}))
+				valid(s.Finish(ctx, tr.ID, token, trigger.Outcome{Kind: kinds[rng.IntN(len(kinds))], Now: now, At: ms(clock + rng.IntN(10)), Payload: payload()}))
 			}
 		case op < 80:
 			if tr, err := s.Get(ctx, id()); err == nil {

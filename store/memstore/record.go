@@ -14,17 +14,35 @@ import (
 // millions: times are Unix nanoseconds, counters are narrowed, the payload is
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
 // in extra (176 bytes when a trigger uses any of them). The claim of a
-// running trigger lives in the store's list of leases. A record is 96 bytes
+// running trigger lives in the store's list of leases. A record is 88 bytes
 // on 64-bit platforms, in the store's slab; the ID is the caller's string,
 // not a copy.
 //
-// The payload string is never changed in place, so a reader decodes its own
+// A record is a view of its two parts, which a chunk of the slab keeps in
+// separate arrays: the fields that hold pointers (24 bytes) and the others
+// (64 bytes). The garbage collector scans a chunk's pointer fields packed
+// together, and never its other fields, rather than step through every
+// record; through the embedded pointers, code reads and writes r.id and
+// r.due alike. A view is passed by value; the zero view is no record. The
+// payload is not in the record but in the slab's list of payloads, which
+// holds only those that are not empty (see slab.payload).
+//
+// A payload string is never changed in place, so a reader decodes its own
 // copy of it after releasing the lock.
 type record struct {
-	id      string
-	payload string // JSON object; "" for an empty payload
-	x       *extra // nil when a trigger uses none of its fields
-	due     int64  // noTime for a trigger without a due time
+	*recPtrs
+	*recVals
+}
+
+// recPtrs is the part of a record that holds pointers.
+type recPtrs struct {
+	id string
+	x  *extra // nil when a trigger uses none of its fields
+}
+
+// recVals is the part of a record that holds no pointers.
+type recVals struct {
+	due     int64 // noTime for a trigger without a due time
 	created int64
 	updated int64
 	token   uint64
@@ -35,6 +53,9 @@ type record struct {
 	// or Store.inState); unused while scheduled. In a free record, it links
 	// the slab's free list.
 	slot uint32
+	// payload is 1 + the place of the payload in the slab's list of
+	// payloads, or 0 for an empty payload.
+	payload uint32
 
 	priority int16
 	typ      trigger.Type
@@ -42,6 +63,20 @@ type record struct {
 	misfire  trigger.MisfirePolicy
 	paused   bool
 }
+
+// recordBuf holds a record outside the slab: one being made, before it is
+// stored.
+type recordBuf struct {
+	recPtrs
+	recVals
+	payloadJSON string // JSON object; "" for an empty payload
+}
+
+// record returns the view of b.
+func (b *recordBuf) record() record { return record{&b.recPtrs, &b.recVals} }
+
+// set copies the record of b, but for its payload, into r.
+func (r record) set(b *recordBuf) { *r.recPtrs, *r.recVals = b.recPtrs, b.recVals }
 
 // extra holds the fields most triggers leave empty (176 bytes).
 type extra struct {
@@ -74,7 +109,7 @@ func (x *extra) empty() bool {
 }
 
 // setRare sets extra's rare fields, dropping what holds none.
-func (r *record) setRare(m rare) {
+func (r record) setRare(m rare) {
 	switch {
 	case m != rare{}:
 		if r.x == nil {
@@ -92,7 +127,7 @@ func (r *record) setRare(m rare) {
 	}
 }
 
-func (r *record) rare() rare {
+func (r record) rare() rare {
 	if r.x == nil || r.x.more == nil {
 		return rare{}
 	}
@@ -100,7 +135,7 @@ func (r *record) rare() rare {
 }
 
 // plannedAt returns PlannedAt in Unix nanoseconds.
-func (r *record) plannedAt() int64 {
+func (r record) plannedAt() int64 {
 	if m := r.rare(); m.hasPlanned {
 		return m.planned
 	}
@@ -109,7 +144,7 @@ func (r *record) plannedAt() int64 {
 
 // setPlanned sets PlannedAt, which costs no memory while it is the due
 // time: set the due time first.
-func (r *record) setPlanned(p int64) {
+func (r record) setPlanned(p int64) {
 	m := r.rare()
 	m.planned, m.hasPlanned = 0, false
 	if p != r.due {
@@ -120,7 +155,7 @@ func (r *record) setPlanned(p int64) {
 
 // checkSpec is c.Check for r, for conditional writes: nil when c is nil or
 // names r's schedule.
-func (r *record) checkSpec(c *trigger.CronSpec) error {
+func (r record) checkSpec(c *trigger.CronSpec) error {
 	if c == nil {
 		return nil
 	}
@@ -135,7 +170,7 @@ func (r *record) checkSpec(c *trigger.CronSpec) error {
 }
 
 // setLastError records a run's error; an empty one costs no extra.
-func (r *record) setLastError(msg string) {
+func (r record) setLastError(msg string) {
 	switch {
 	case r.x != nil:
 		r.x.lastError = msg
@@ -147,8 +182,8 @@ func (r *record) setLastError(msg string) {
 	}
 }
 
-// newRecord checks t and sets *r to its record as saved at now.
-func newRecord(r *record, t *trigger.Trigger, now time.Time) error {
+// newRecord checks t and sets b to its record as saved at now.
+func newRecord(b *recordBuf, t *trigger.Trigger, now time.Time) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
@@ -169,9 +204,8 @@ func newRecord(r *record, t *trigger.Trigger, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("trigger %q: %w", t.ID, err)
 	}
-	*r = record{
-		id:          t.ID,
-		payload:     payload,
+	b.recPtrs, b.payloadJSON = recPtrs{id: t.ID}, payload
+	b.recVals = recVals{
 		due:         nanos(t.DueAt), // in range: checked by Validate
 		created:     created,
 		updated:     updated,
@@ -183,12 +217,12 @@ func newRecord(r *record, t *trigger.Trigger, now time.Time) error {
 		state:       t.InitialState(),
 		misfire:     t.Misfire,
 	}
-	r.setExtra(t)
+	b.record().setExtra(t)
 	return nil
 }
 
 // setExtra sets the fields of extra from t (PlannedAt is the due time).
-func (r *record) setExtra(t *trigger.Trigger) {
+func (r record) setExtra(t *trigger.Trigger) {
 	x := extra{
 		instanceID: t.InstanceID, parentInstanceID: t.ParentInstanceID, nodeID: t.NodeID, edgeID: t.EdgeID,
 		queue: t.Queue, cron: t.Cron, timeZone: t.TimeZone, waitKey: t.WaitKey, machine: t.Machine,
@@ -203,9 +237,8 @@ func (r *record) setExtra(t *trigger.Trigger) {
 	r.setRare(rare{maxIterations: int32(t.MaxIterations), interval: t.Interval})
 }
 
-// trigger sets *t to r, but for its claim and payload, and returns the
-// payload's JSON: the caller decodes it once it has released the lock.
-func (r *record) trigger(t *trigger.Trigger) (payload string) {
+// trigger sets *t to r, but for its claim and payload.
+func (r record) trigger(t *trigger.Trigger) {
 	*t = trigger.Trigger{
 		ID:          r.id,
 		Type:        r.typ,
@@ -231,7 +264,6 @@ func (r *record) trigger(t *trigger.Trigger) (payload string) {
 			t.ParentID, t.Wait = m.parentID, m.wait
 		}
 	}
-	return r.payload
 }
 
 // encode returns p as JSON, or "" for an empty payload.

@@ -11,15 +11,15 @@ import (
 // Register saves t, or updates the stored trigger with its ID to t's
 // definition; see trigger.Store and trigger.Redefine.
 func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) (trigger.RegisterResult, error) {
-	var nrs [1]record
+	var nrs [1]recordBuf
 	nr := &nrs[0]
 	if err := newRecord(nr, &t, now); err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, r := s.ids.get(t.ID)
-	if r == nil {
+	i, r, ok := s.ids.get(t.ID)
+	if !ok {
 		if err := s.insert(nrs[:]); err != nil {
 			return 0, err
 		}
@@ -27,7 +27,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	}
 	var old trigger.Trigger
 	payload := s.trigger(r, &old)
-	u, res := trigger.Redefine(old, t, payload == nr.payload, now)
+	u, res := trigger.Redefine(old, t, payload == nr.payloadJSON, now)
 	if res != trigger.RegisterUpdated {
 		return res, nil
 	}
@@ -37,7 +37,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
 	r.state, r.due, r.attempt, r.updated = u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
 	if u.Wait.Kind == trigger.WaitKindNone {
-		r.payload = nr.payload // in a wait, the run's payload stays (see trigger.Redefine)
+		s.recs.setPayload(r, nr.payloadJSON) // in a wait, the run's payload stays (see trigger.Redefine)
 	}
 	kept := r.rare() // the wait fields, which the store owns
 	r.setExtra(&u)
@@ -113,20 +113,20 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 
 // pausable returns the trigger id, and its ref, if it is not final. s.mu
 // must be held.
-func (s *Store) pausable(id string) (uint32, *record, error) {
-	i, r := s.ids.get(id)
+func (s *Store) pausable(id string) (uint32, record, error) {
+	i, r, ok := s.ids.get(id)
 	switch {
-	case r == nil:
-		return 0, nil, notFound(id)
+	case !ok:
+		return 0, record{}, notFound(id)
 	case r.state.Final():
-		return 0, nil, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
+		return 0, record{}, fmt.Errorf("memstore: trigger %q is %s: %w", id, r.state, trigger.ErrInvalidState)
 	}
 	return i, r, nil
 }
 
 // setPaused changes the flag of record i, r, and its place in the due index
 // with it. s.mu must be held.
-func (s *Store) setPaused(i uint32, r *record, paused bool) {
+func (s *Store) setPaused(i uint32, r record, paused bool) {
 	if r.state == trigger.StateRunning {
 		r.paused = paused // a running trigger is not in the due index
 		return

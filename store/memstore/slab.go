@@ -3,28 +3,41 @@ package memstore
 import "iter"
 
 // slab holds the records in chunks that never move once allocated, so that
-// a record is named by its index in the slab, a ref, and a *record stays
-// valid while the record is stored. The long-lived structures (the ID map,
-// the due index, the lists of states, the leases, the children of parents)
-// hold refs, which hold no pointers: the garbage collector scans the chunks,
-// where only a record's ID, payload and extra are pointers, instead of
-// finding a million small objects through the pointers to them on every
-// cycle.
+// a record is named by its index in the slab, a ref, and a record's view
+// stays valid while the record is stored. The long-lived structures (the ID
+// map, the due index, the lists of states, the leases, the children of
+// parents) hold refs, which hold no pointers: the garbage collector scans
+// the chunks' arrays of pointer fields instead of finding a million small
+// objects through the pointers to them on every cycle.
 //
 // The slot of a deleted record is cleared, which drops its strings, and goes
 // on a free list for the next record stored. The slab never shrinks: like a
 // Go map, it keeps the size of its peak.
 type slab struct {
-	chunks []*[chunkLen]record
+	chunks []*chunk
 	// used is how many slots have held a record; those past it are fresh.
 	used uint32
 	// free is 1 + the first free slot below used, or 0 if there is none. A
 	// free record is zero but for its slot field, which holds 1 + the next
 	// free slot, or 0.
 	free uint32
+	// payloads holds the payloads that are not empty, and freePayloads the
+	// places of deleted ones, for reuse. Most payloads are empty: kept in
+	// the record, a payload's string was one more pointer for the
+	// collector to look at in every record, and scanning those cost more
+	// than marking all the IDs.
+	payloads     []string
+	freePayloads []uint32
 }
 
-// chunkLen records make a chunk of 96 KiB, 12 pages.
+// chunk holds chunkLen records, in two arrays: the collector scans an
+// object only up to its last pointer, so it never looks at vals.
+type chunk struct {
+	ptrs [chunkLen]recPtrs
+	vals [chunkLen]recVals
+}
+
+// chunkLen records make a chunk of 88 KiB.
 const (
 	chunkBits = 10
 	chunkLen  = 1 << chunkBits
@@ -34,8 +47,9 @@ const (
 const noRef = 1<<32 - 1
 
 // at returns record i, which must have been allocated.
-func (s *slab) at(i uint32) *record {
-	return &s.chunks[i>>chunkBits][i&(chunkLen-1)]
+func (s *slab) at(i uint32) record {
+	c, j := s.chunks[i>>chunkBits], i&(chunkLen-1)
+	return record{&c.ptrs[j], &c.vals[j]}
 }
 
 // alloc returns a zero record's slot, reusing the slot freed last.
@@ -51,21 +65,53 @@ func (s *slab) alloc() uint32 {
 		panic("memstore: a store holds at most 2^32-2 triggers")
 	}
 	if i%chunkLen == 0 {
-		s.chunks = append(s.chunks, new([chunkLen]record))
+		s.chunks = append(s.chunks, new(chunk))
 	}
 	s.used++
 	return i
 }
 
-// release frees slot i. Its *record must not be used after.
+// release frees slot i, and its payload. Its record must not be used
+// after.
 func (s *slab) release(i uint32) {
-	*s.at(i) = record{slot: s.free}
+	r := s.at(i)
+	s.setPayload(r, "")
+	*r.recPtrs, *r.recVals = recPtrs{}, recVals{slot: s.free}
 	s.free = i + 1
 }
 
+// payload returns the payload of r, as JSON.
+func (s *slab) payload(r record) string {
+	if r.payload == 0 {
+		return ""
+	}
+	return s.payloads[r.payload-1]
+}
+
+// setPayload sets the payload of r to p, JSON or "" for an empty payload.
+func (s *slab) setPayload(r record, p string) {
+	switch {
+	case r.payload != 0 && p != "":
+		s.payloads[r.payload-1] = p
+	case r.payload != 0:
+		s.payloads[r.payload-1] = ""
+		s.freePayloads = append(s.freePayloads, r.payload-1)
+		r.payload = 0
+	case p == "":
+	case len(s.freePayloads) > 0:
+		last := len(s.freePayloads) - 1
+		r.payload = s.freePayloads[last] + 1
+		s.freePayloads = s.freePayloads[:last]
+		s.payloads[r.payload-1] = p
+	default:
+		s.payloads = append(s.payloads, p)
+		r.payload = uint32(len(s.payloads))
+	}
+}
+
 // all returns the records stored, and their refs, in slot order.
-func (s *slab) all() iter.Seq2[uint32, *record] {
-	return func(yield func(uint32, *record) bool) {
+func (s *slab) all() iter.Seq2[uint32, record] {
+	return func(yield func(uint32, record) bool) {
 		for i := range s.used {
 			if r := s.at(i); r.id != "" && !yield(i, r) {
 				return

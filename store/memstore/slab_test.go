@@ -43,7 +43,7 @@ func TestSlotReuse(t *testing.T) {
 				if err := s.Save(ctx, t0, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: due, Priority: priority, Payload: payload}); err != nil {
 					t.Fatal(err)
 				}
-				i, _ := s.ids.get(id)
+				i, _, _ := s.ids.get(id)
 				return i
 			}
 			freed := save("old", t0, 5, trigger.Payload{"k": "old"})

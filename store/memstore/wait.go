@@ -46,7 +46,7 @@ const (
 
 // checkKeys checks, before anything of an insert is written, that the wait
 // keys of the waiting triggers among rs are free. s.mu must be held.
-func (s *Store) checkKeys(rs []record) error {
+func (s *Store) checkKeys(rs []recordBuf) error {
 	var seen map[string]string
 	for j := range rs {
 		r := &rs[j]
@@ -92,7 +92,7 @@ func (s *Store) bindKey(i uint32) {
 // waitOn binds r's wait key to r, which is about to wait (detached); if
 // the key has an early resume, r is resumed at now instead. Either way the
 // token changed at now. s.mu must be held and the key checked free.
-func (s *Store) waitOn(r *record, now int64) {
+func (s *Store) waitOn(r record, now int64) {
 	key := r.x.waitKey
 	if s.w.tokens == nil {
 		s.w.tokens = make(map[string]*token)
@@ -103,7 +103,7 @@ func (s *Store) waitOn(r *record, now int64) {
 		s.w.tokens[key] = &token{state: tokenWaiter, changed: now, id: r.id}
 		return
 	case tk.state == tokenEarly:
-		r.payload = mergeJSON(r.payload, tk.payload)
+		s.recs.setPayload(r, mergeJSON(s.recs.payload(r), tk.payload))
 		*tk = token{state: tokenDelivered, id: r.id}
 		r.wake(now, true)
 	case tk.state == tokenDelivered: // delivered to r before: its run asks again
@@ -119,8 +119,8 @@ func (s *Store) waitedOn(key string, tk *token) bool {
 	if tk.id == "" {
 		return false
 	}
-	_, r := s.ids.get(tk.id)
-	if r == nil || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
+	_, r, ok := s.ids.get(tk.id)
+	if !ok || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
 		return false
 	}
 	w := r.wait()
@@ -130,7 +130,7 @@ func (s *Store) waitedOn(key string, tk *token) bool {
 // wake ends the wait of r (detached): it becomes scheduled at now, with
 // Wait.Resumed set if resumed. PlannedAt stays: a wait is part of the run
 // that parked (a trigger saved waiting, which has none, is planned at now).
-func (r *record) wake(now int64, resumed bool) {
+func (r record) wake(now int64, resumed bool) {
 	planned := r.plannedAt()
 	if planned == noTime {
 		planned = now
@@ -145,7 +145,7 @@ func (r *record) wake(now int64, resumed bool) {
 }
 
 // wait returns the Wait of r.
-func (r *record) wait() trigger.Wait {
+func (r record) wait() trigger.Wait {
 	if r.x == nil || r.x.more == nil {
 		return trigger.Wait{}
 	}
@@ -153,7 +153,7 @@ func (r *record) wait() trigger.Wait {
 }
 
 // setWait sets the Wait of r.
-func (r *record) setWait(w trigger.Wait) {
+func (r record) setWait(w trigger.Wait) {
 	m := r.rare()
 	m.wait = w
 	r.setRare(m)
@@ -174,13 +174,13 @@ func mergeJSON(base, extra string) string {
 // childFinal counts the end of child r (final, or deleted before) in its
 // parent's wait, once; the last one makes the parent due at now. s.mu must
 // be held.
-func (s *Store) childFinal(r *record, now int64) {
+func (s *Store) childFinal(r record, now int64) {
 	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
 		return
 	}
 	r.x.more.counted = true
-	pi, p := s.ids.get(r.x.more.parentID)
-	if p == nil || p.state != trigger.StateWaiting {
+	pi, p, ok := s.ids.get(r.x.more.parentID)
+	if !ok || p.state != trigger.StateWaiting {
 		return
 	}
 	w := p.wait()
@@ -201,7 +201,7 @@ func (s *Store) childFinal(r *record, now int64) {
 
 // forget drops what the wait state holds of record i, r, which is being
 // removed. s.mu must be held.
-func (s *Store) forget(i uint32, r *record) {
+func (s *Store) forget(i uint32, r record) {
 	if r.x == nil {
 		return
 	}
@@ -226,7 +226,7 @@ func (s *Store) forget(i uint32, r *record) {
 }
 
 // clearWait forgets the last wait of r (a Reschedule starts afresh).
-func (r *record) clearWait() {
+func (r record) clearWait() {
 	if r.wait() != (trigger.Wait{}) {
 		r.setWait(trigger.Wait{})
 	}
@@ -255,7 +255,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 		return time.Time{}, err
 	}
 	for j := range children {
-		c := &children[j]
+		c := children[j].record()
 		m := c.rare()
 		m.parentID = id
 		c.setRare(m)
@@ -327,9 +327,9 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	if !s.waitedOn(key, tk) {
 		return trigger.ResumeTooLate, "", nil
 	}
-	i, r := s.ids.get(tk.id)
+	i, r, _ := s.ids.get(tk.id)
 	s.detach(i)
-	r.payload = mergeJSON(r.payload, p)
+	s.recs.setPayload(r, mergeJSON(s.recs.payload(r), p))
 	r.wake(n, true)
 	r.updated = n
 	s.attach(i)
@@ -378,9 +378,9 @@ func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigge
 	if parentID == "" {
 		return nil, errEmptyID
 	}
-	ts, err := s.read(func() []*record {
+	ts, err := s.read(func() []record {
 		cs := s.w.children[parentID]
-		rs := make([]*record, len(cs))
+		rs := make([]record, len(cs))
 		for j, i := range cs {
 			rs[j] = s.recs.at(i)
 		}
@@ -413,6 +413,7 @@ func (s *Store) Checkpoint(ctx context.Context, id string, tok uint64, now time.
 	if err != nil {
 		return err
 	}
-	r.payload, r.updated = p, n
+	s.recs.setPayload(r, p)
+	r.updated = n
 	return nil
 }
