@@ -40,7 +40,8 @@ type recPtrs struct {
 	x  *extra // nil when a trigger uses none of its fields
 }
 
-// recVals is the part of a record that holds no pointers.
+// recVals is the part of a record that holds no pointers: 64 bytes, one
+// cache line in the chunk's array.
 type recVals struct {
 	due     int64 // noTime for a trigger without a due time
 	created int64

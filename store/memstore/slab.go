@@ -43,7 +43,8 @@ const (
 	chunkLen  = 1 << chunkBits
 )
 
-// noRef is the ref of no record: a slab holds fewer than 2^32-1.
+// noRef is the ref of no record: a slab holds at most noRef records, with
+// refs 0 to noRef-1.
 const noRef = 1<<32 - 1
 
 // at returns record i, which must have been allocated.
@@ -62,7 +63,7 @@ func (s *slab) alloc() uint32 {
 	}
 	i := s.used
 	if i == noRef {
-		panic("memstore: a store holds at most 2^32-2 triggers")
+		panic("memstore: a store holds at most 2^32-1 triggers")
 	}
 	if i%chunkLen == 0 {
 		s.chunks = append(s.chunks, new(chunk))

@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -123,4 +124,27 @@ func refIDs(refs []trigger.Ref) []string {
 		ids[i] = r.ID
 	}
 	return ids
+}
+
+// TestSaveAllocs saves plain triggers: a Save allocates nothing of its own,
+// only the store's growth (a chunk every 1024 records, index nodes, the ID
+// map's tables) when it comes.
+func TestSaveAllocs(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New()
+	ids := make([]string, 10_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("t%05d", i)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(len(ids)-1, func() {
+		if err := s.Save(ctx, t0, trigger.Trigger{ID: ids[i], Type: trigger.TypeNext, DueAt: t0.Add(time.Duration(i*7919%10_000) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("a Save allocates %v times", allocs)
+	}
 }
