@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/triggerkit/trigger/internal/alarm"
 	"github.com/triggerkit/trigger/internal/backoff"
 	"github.com/triggerkit/trigger/internal/wheel"
 )
@@ -555,11 +556,18 @@ func (s *Scheduler) dequeueLocked(j *job) {
 // the scheduler's lock.
 const enqueueShare = 256
 
+// wakeGrain is the shortest sleep of the wheel driver. Its alarm is precise
+// to microseconds (see internal/alarm): when a hundred thousand triggers
+// fall due a second, each at its own instant, waking for every one of them
+// would cost more than their runs, so the driver sleeps at least this long
+// and fires what fell due meanwhile together.
+const wakeGrain = 100 * time.Microsecond
+
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired
 // timer to the ready queue.
 func (s *Scheduler) wheelLoop() {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	wake := alarm.New()
+	defer wake.Stop()
 	var fired []job // what one Advance fired, reused
 	fire := func(e entry, due time.Time) {
 		fired = append(fired, job{entry: e, due: due.UnixNano()})
@@ -589,9 +597,9 @@ func (s *Scheduler) wheelLoop() {
 		clear(fired)
 		fired = fired[:0]
 
-		timer.Reset(time.Until(next))
+		wake.Set(max(time.Until(next), wakeGrain))
 		select {
-		case <-timer.C:
+		case <-wake.C:
 		case <-s.wake:
 		case <-s.stopping:
 			return
