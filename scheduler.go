@@ -35,8 +35,9 @@ type Scheduler struct {
 	// do not wait for the workers, nor they for them.
 	wmu        sync.Mutex
 	wheel      *wheel.Wheel[entry]
-	armedUntil time.Time // triggers due by then are armed when scheduled
-	wakeAt     time.Time // when the wheel driver wakes next
+	armedUntil time.Time    // triggers due by then are armed when scheduled
+	wakeAt     time.Time    // when the wheel driver wakes next
+	wakeAtNano atomic.Int64 // wakeAt, for workers to read without the lock
 
 	mu    sync.Mutex
 	work  *sync.Cond // signaled when ready or fired grows, or on stop
@@ -568,34 +569,12 @@ const wakeGrain = 100 * time.Microsecond
 func (s *Scheduler) wheelLoop() {
 	wake := alarm.New()
 	defer wake.Stop()
-	var fired []job // what one Advance fired, reused
-	fire := func(e entry, due time.Time) {
-		fired = append(fired, job{entry: e, due: due.UnixNano()})
-	}
+	var f firing
 	for {
 		s.wmu.Lock()
-		now := time.Now()
-		s.wheel.Advance(now, fire)
-		next, ok := s.wheel.Next()
-		if !ok {
-			next = now.Add(time.Hour)
-		}
-		s.wakeAt = next
+		next := s.advanceLocked(&f, time.Now())
 		s.wmu.Unlock()
-
-		// Queue what fired a share at a time, so that the workers start
-		// on the first ones while the rest of a large batch is queued.
-		for batch := fired; len(batch) > 0; {
-			n := min(len(batch), enqueueShare)
-			s.mu.Lock()
-			for i := range batch[:n] {
-				s.enqueueLocked(batch[i])
-			}
-			s.mu.Unlock()
-			batch = batch[n:]
-		}
-		clear(fired)
-		fired = fired[:0]
+		s.queueFired(&f)
 
 		wake.Set(max(time.Until(next), wakeGrain))
 		select {
@@ -604,6 +583,64 @@ func (s *Scheduler) wheelLoop() {
 		case <-s.stopping:
 			return
 		}
+	}
+}
+
+// firing collects what an Advance fired.
+type firing struct {
+	jobs []job
+	fire func(entry, time.Time) // appends to jobs
+}
+
+// advanceLocked advances the wheel to now, collecting what fired in f, and
+// returns when it wants to advance next. s.wmu must be held.
+func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
+	if f.fire == nil {
+		f.fire = func(e entry, due time.Time) { f.jobs = append(f.jobs, job{entry: e, due: due.UnixNano()}) }
+	}
+	s.wheel.Advance(now, f.fire)
+	next, ok := s.wheel.Next()
+	if !ok {
+		next = now.Add(time.Hour)
+	}
+	s.wakeAt = next
+	s.wakeAtNano.Store(next.UnixNano())
+	return next
+}
+
+// queueFired queues what an Advance fired a share at a time, so that the
+// workers start on the first ones while the rest of a large batch is
+// queued.
+func (s *Scheduler) queueFired(f *firing) {
+	for batch := f.jobs; len(batch) > 0; {
+		n := min(len(batch), enqueueShare)
+		s.mu.Lock()
+		for i := range batch[:n] {
+			s.enqueueLocked(batch[i])
+		}
+		s.mu.Unlock()
+		batch = batch[n:]
+	}
+	clear(f.jobs)
+	f.jobs = f.jobs[:0]
+}
+
+// helpAdvance advances the wheel from a worker when it is due, unless the
+// driver is at it. A busy process runs its workers back to back: the
+// driver, woken by its alarm, then waits for a processor behind them,
+// milliseconds at times, while a worker between two runs is already on
+// one. The driver is poked so that it sleeps until the new next instant.
+func (s *Scheduler) helpAdvance(f *firing) {
+	now := time.Now()
+	if now.UnixNano() < s.wakeAtNano.Load() || !s.wmu.TryLock() {
+		return
+	}
+	s.advanceLocked(f, now)
+	s.wmu.Unlock()
+	s.queueFired(f)
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -621,10 +658,12 @@ func (s *Scheduler) worker(sl *slot) {
 		ctx    context.Context
 		cancel context.CancelCauseFunc
 	)
+	var f firing
 	for {
 		if ctx == nil || ctx.Err() != nil {
 			ctx, cancel = context.WithCancelCause(s.io)
 		}
+		s.helpAdvance(&f)
 		s.mu.Lock()
 		if ended {
 			s.forgetLocked(&j)
