@@ -138,6 +138,18 @@
 //     idempotent.
 //   - Bounded memory: only triggers due within Config.Horizon are armed.
 //
+// # Timing
+//
+// Triggers due within the horizon wait in a timing wheel with a 1 ms tick
+// that fires each at its own instant, never before it. On Linux the
+// wheel's driver sleeps on a timerfd, which wakes it to the tenth of a
+// millisecond where Go's timers can be a millisecond late (and up to ten
+// while a garbage collection marks); elsewhere it uses Go's timers.
+//
+// A Scheduler works inside a testing/synctest bubble, on the bubble's fake
+// clock: started in a bubble (recognised by its clock in the year 2000),
+// it uses Go's timers, which the bubble drives.
+//
 // # Thread safety
 //
 // A Scheduler is safe for concurrent use. Consumers run concurrently on up
