@@ -35,9 +35,10 @@ type Scheduler struct {
 	// do not wait for the workers, nor they for them.
 	wmu        sync.Mutex
 	wheel      *wheel.Wheel[entry]
-	armedUntil time.Time    // triggers due by then are armed when scheduled
-	wakeAt     time.Time    // when the wheel driver wakes next
-	wakeAtNano atomic.Int64 // wakeAt, for workers to read without the lock
+	armedUntil time.Time // triggers due by then are armed when scheduled
+	// wakeAt is when the wheel wants advancing next (Unix nanoseconds):
+	// written under wmu, read without it by the workers (helpAdvance).
+	wakeAt atomic.Int64
 
 	mu    sync.Mutex
 	work  *sync.Cond // signaled when ready or fired grows, or on stop
@@ -524,12 +525,17 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) {
 // driver if it is due before the driver's next wake-up. s.wmu must be held.
 func (s *Scheduler) addTimerLocked(e entry, due time.Time) {
 	s.wheel.Add(e, due) // never removed: a stale timer's claim fails
-	if due.Before(s.wakeAt) {
-		s.wakeAt = due
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+	if at := due.UnixNano(); at < s.wakeAt.Load() {
+		s.wakeAt.Store(at)
+		s.pokeDriver()
+	}
+}
+
+// pokeDriver wakes the wheel driver to look at the wheel again.
+func (s *Scheduler) pokeDriver() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -603,8 +609,7 @@ func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 	if !ok {
 		next = now.Add(time.Hour)
 	}
-	s.wakeAt = next
-	s.wakeAtNano.Store(next.UnixNano())
+	s.wakeAt.Store(next.UnixNano())
 	return next
 }
 
@@ -632,16 +637,13 @@ func (s *Scheduler) queueFired(f *firing) {
 // one. The driver is poked so that it sleeps until the new next instant.
 func (s *Scheduler) helpAdvance(f *firing) {
 	now := time.Now()
-	if now.UnixNano() < s.wakeAtNano.Load() || !s.wmu.TryLock() {
+	if now.UnixNano() < s.wakeAt.Load() || !s.wmu.TryLock() {
 		return
 	}
 	s.advanceLocked(f, now)
 	s.wmu.Unlock()
 	s.queueFired(f)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.pokeDriver()
 }
 
 // worker runs triggers from the fired list and the ready queue until Stop.
