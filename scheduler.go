@@ -660,12 +660,12 @@ func (s *Scheduler) worker(sl *slot) {
 		ctx    context.Context
 		cancel context.CancelCauseFunc
 	)
-	var f firing
+	var fired firing // what this worker's helpAdvance fires
 	for {
 		if ctx == nil || ctx.Err() != nil {
 			ctx, cancel = context.WithCancelCause(s.io)
 		}
-		s.helpAdvance(&f)
+		s.helpAdvance(&fired)
 		s.mu.Lock()
 		if ended {
 			s.forgetLocked(&j)

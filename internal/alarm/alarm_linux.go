@@ -9,8 +9,8 @@ import (
 
 type impl struct {
 	timer timerImpl
-	f     *os.File // the timerfd, read through the network poller; nil when the runtime timer is used
-	fd    int
+	f     *os.File      // the timerfd, read through the network poller; nil when the runtime timer is used
+	fd    int           // f's descriptor, for timerfd_settime (f.Fd would make f blocking)
 	done  chan struct{} // closed when read returns
 }
 
