@@ -635,15 +635,17 @@ func (s *Scheduler) queueFired(f *firing) {
 // driver, woken by its alarm, then waits for a processor behind them,
 // milliseconds at times, while a worker between two runs is already on
 // one. The driver is poked so that it sleeps until the new next instant.
-func (s *Scheduler) helpAdvance(f *firing) {
+// It returns the time it read, which the worker's next claim uses.
+func (s *Scheduler) helpAdvance(f *firing) time.Time {
 	now := time.Now()
 	if now.UnixNano() < s.wakeAt.Load() || !s.wmu.TryLock() {
-		return
+		return now
 	}
 	s.advanceLocked(f, now)
 	s.wmu.Unlock()
 	s.queueFired(f)
 	s.pokeDriver()
+	return now
 }
 
 // worker runs triggers from the fired list and the ready queue until Stop.
@@ -665,12 +667,14 @@ func (s *Scheduler) worker(sl *slot) {
 		if ctx == nil || ctx.Err() != nil {
 			ctx, cancel = context.WithCancelCause(s.io)
 		}
-		s.helpAdvance(&fired)
+		now := s.helpAdvance(&fired) // the claim's time, unless the worker waits
 		s.mu.Lock()
 		if ended {
 			s.forgetLocked(&j)
 		}
+		waited := false
 		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted && !ended {
+			waited = true
 			if s.moreDue {
 				s.moreDue = false
 				select {
@@ -720,13 +724,21 @@ func (s *Scheduler) worker(sl *slot) {
 		if !took {
 			continue // nothing to run, or every ready trigger's queue is full
 		}
+		if waited {
+			now = time.Now()
+		}
 
 		if f.t.ID != "" {
 			t, j = f.t, f.j
 		} else {
 			j = next
+			if now.UnixNano() < j.due {
+				// Fired, since this worker read the clock, by a clock
+				// read later: the present is at least its due time.
+				now = time.Unix(0, j.due)
+			}
 			var err error
-			t, err = s.store.Claim(s.io, j.id, s.claim(time.Now(), false))
+			t, err = s.store.Claim(s.io, j.id, s.claim(now, false))
 			if err != nil {
 				sl.set("", 0, nil)
 				s.claimFailed(&j, err)
@@ -738,7 +750,7 @@ func (s *Scheduler) worker(sl *slot) {
 				continue
 			}
 		}
-		o, ended = s.execute(&t, &j, ctx, cancel)
+		o, ended = s.execute(&t, &j, now, ctx, cancel)
 		sl.set("", 0, nil)
 		ctx = nil
 	}
@@ -767,11 +779,11 @@ func (s *Scheduler) claimFailed(j *job, err error) {
 	}
 }
 
-// execute runs the claimed trigger t of job j, whose run is registered
-// with ctx's cancel func, and records its outcome. It returns the outcome
-// and true, or false when it handed the outcome over to the finisher, which
-// ends the run.
-func (s *Scheduler) execute(t *Trigger, j *job, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
+// execute runs the trigger t of job j, claimed at about start, whose run is
+// registered with ctx's cancel func, and records its outcome. It returns
+// the outcome and true, or false when it handed the outcome over to the
+// finisher, which ends the run.
+func (s *Scheduler) execute(t *Trigger, j *job, start time.Time, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
@@ -786,7 +798,7 @@ func (s *Scheduler) execute(t *Trigger, j *job, ctx context.Context, cancel cont
 	var oc *occurrence
 	var skip *Outcome
 	if t.Type == TypeCron {
-		oc, skip = s.claimed(t, time.Now())
+		oc, skip = s.claimed(t, start)
 	}
 	if skip != nil {
 		// The misfire policy skips the run.
