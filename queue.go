@@ -135,7 +135,7 @@ func (s *Scheduler) freeSlotLocked(q uint16) {
 // queueSlot takes a slot for a claimed trigger whose queue was unknown
 // before its claim. It reports false when the queue is full: the claim is
 // then given back and the trigger waits for a slot.
-func (s *Scheduler) queueSlot(t Trigger, j *job) bool {
+func (s *Scheduler) queueSlot(t *Trigger, j *job) bool {
 	if j.queue != unknownQueue {
 		return true
 	}

@@ -745,7 +745,7 @@ func (s *Scheduler) worker(sl *slot) {
 				continue
 			}
 			sl.set(j.id, t.Token, cancel)
-			if !s.queueSlot(t, &j) {
+			if !s.queueSlot(&t, &j) {
 				sl.set("", 0, nil)
 				continue
 			}
