@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +121,57 @@ func BenchmarkClaimFinish(b *testing.B) {
 				}
 				i++
 			}
+		})
+	}
+}
+
+// BenchmarkClaimFinishParallel is BenchmarkClaimFinish run by GOMAXPROCS
+// goroutines at once, as a scheduler's workers do: each claims and records
+// the outcome of its own triggers, next to a million triggers due later, so
+// that they meet only on the store's locks.
+func BenchmarkClaimFinishParallel(b *testing.B) {
+	for _, kind := range []trigger.OutcomeKind{trigger.OutcomeComplete, trigger.OutcomeReschedule} {
+		b.Run(kind.String(), func(b *testing.B) {
+			ctx := context.Background()
+			s := memstore.New()
+			fill(b, s, newIDs(16), pending, func(i int) time.Time { return t0.Add(time.Hour + time.Duration(i)*time.Millisecond) })
+			var workers atomic.Int32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := workers.Add(1)
+				// This goroutine's IDs: "w<w>-..." for its hot triggers,
+				// "u<w>..." for the new ones of Complete.
+				g := newIDs(16)
+				g.buf[0], g.buf[1] = 'u', byte('a'+w%26)
+				g.buf[2] = byte('a' + w/26%26)
+				const hot = 256
+				var hotIDs [hot]string
+				for i := range hotIDs {
+					hotIDs[i] = fmt.Sprintf("w%03d-%04d", w, i)
+					if err := s.Save(ctx, t0, trigger.Trigger{ID: hotIDs[i], Type: trigger.TypeNext, DueAt: t0}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := 0; pb.Next(); i++ {
+					now := t0.Add(time.Duration(i) * time.Microsecond)
+					id := hotIDs[i%hot]
+					o := trigger.Outcome{Kind: kind, Now: now, At: now}
+					if kind == trigger.OutcomeComplete {
+						id = g.next()
+						if err := s.Save(ctx, now, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: now}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					t, err := s.Claim(ctx, id, trigger.Claim{Owner: "bench", Now: now, Until: now.Add(time.Minute)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := s.Finish(ctx, id, t.Token, o); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 	}
 }
