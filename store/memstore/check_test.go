@@ -7,12 +7,48 @@ import (
 	"github.com/triggerkit/trigger"
 )
 
-// check reports the first inconsistency between the store's structures: the
-// slab and its free list, the ID map, the due index, the lists of states,
-// the leases and the children of parents must all name the same records.
+// check reports the first inconsistency between the store's structures: in
+// each shard, the slab and its free list, the ID map, the due index, the
+// lists of states and the leases must all name the same records, each in the
+// shard its ID hashes to; the children of parents must name them too.
 func (s *Store) check() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.lock(allShards)
+	defer s.unlock(allShards)
+	for n := range s.shards {
+		if err := s.shards[n].check(s.hash); err != nil {
+			return fmt.Errorf("shard %d: %w", n, err)
+		}
+	}
+	children := 0
+	for parent, cs := range s.w.children {
+		for j, c := range cs {
+			if c.shard >= nShards || c.ref >= s.shards[c.shard].recs.used {
+				return fmt.Errorf("children of %q: %v is no slot", parent, c)
+			}
+			if r := s.shards[c.shard].recs.at(c.ref); r.id == "" || r.rare().parentID != parent || slices.Contains(cs[:j], c) {
+				return fmt.Errorf("children of %q: %v holds %q", parent, c, r.id)
+			}
+		}
+		if len(cs) == 0 {
+			return fmt.Errorf("children of %q: an empty list is kept", parent)
+		}
+		children += len(cs)
+	}
+	for n := range s.shards {
+		for _, r := range s.shards[n].recs.all() {
+			if r.rare().parentID != "" {
+				children--
+			}
+		}
+	}
+	if children != 0 {
+		return fmt.Errorf("children lists hold %d refs more than there are children", children)
+	}
+	return nil
+}
+
+// check checks the structures of one shard, whose IDs hash to it with hash.
+func (s *shard) check(hash func(string) uint64) error {
 	free := make(map[uint32]bool)
 	for f := s.recs.free; f != 0; f = s.recs.at(f - 1).slot {
 		i := f - 1
@@ -32,6 +68,9 @@ func (s *Store) check() error {
 		}
 		if j, got, _ := s.ids.get(r.id); j != i || got != r {
 			return fmt.Errorf("ID map: %q finds ref %d, not %d", r.id, j, i)
+		}
+		if n := shardOf(hash(r.id)); n != s.num {
+			return fmt.Errorf("%q is in shard %d, not %d", r.id, s.num, n)
 		}
 	}
 	if live+len(free) != int(s.recs.used) {
@@ -115,25 +154,5 @@ func (s *Store) check() error {
 		return fmt.Errorf("%d records listed, %d running and %d scheduled of %d", listed, len(s.running), scheduled, live)
 	}
 
-	children := 0
-	for parent, cs := range s.w.children {
-		for j, i := range cs {
-			if r := s.recs.at(i); free[i] || r.rare().parentID != parent || slices.Contains(cs[:j], i) {
-				return fmt.Errorf("children of %q: slot %d holds %q", parent, i, r.id)
-			}
-		}
-		if len(cs) == 0 {
-			return fmt.Errorf("children of %q: an empty list is kept", parent)
-		}
-		children += len(cs)
-	}
-	for _, r := range s.recs.all() {
-		if r.rare().parentID != "" {
-			children--
-		}
-	}
-	if children != 0 {
-		return fmt.Errorf("children lists hold %d refs more than there are children", children)
-	}
 	return nil
 }

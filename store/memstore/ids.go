@@ -17,11 +17,20 @@ type idMap struct {
 	clash  map[string]uint32
 }
 
-func newIDMap(recs *slab) idMap {
+// newHash returns a hash of trigger IDs with a random seed.
+func newHash() func(string) uint64 {
 	seed := maphash.MakeSeed()
+	return func(id string) uint64 { return maphash.String(seed, id) }
+}
+
+// newIDMap returns an empty map of the records of recs, which hashes IDs
+// with hash. The store passes every shard's map the hash that picks the
+// shard, and hands its methods the hash it took of an ID rather than hash
+// it again.
+func newIDMap(recs *slab, hash func(string) uint64) idMap {
 	return idMap{
 		recs:   recs,
-		hash:   func(id string) uint64 { return maphash.String(seed, id) },
+		hash:   hash,
 		byHash: make(map[uint64]uint32),
 		clash:  make(map[string]uint32),
 	}
@@ -29,8 +38,11 @@ func newIDMap(recs *slab) idMap {
 
 // get returns the ref and record of the given id, and whether it is
 // stored.
-func (m *idMap) get(id string) (uint32, record, bool) {
-	if i, ok := m.byHash[m.hash(id)]; ok {
+func (m *idMap) get(id string) (uint32, record, bool) { return m.find(id, m.hash(id)) }
+
+// find is get of an id whose hash is h.
+func (m *idMap) find(id string, h uint64) (uint32, record, bool) {
+	if i, ok := m.byHash[h]; ok {
 		if r := m.recs.at(i); r.id == id {
 			return i, r, true
 		}
@@ -42,10 +54,12 @@ func (m *idMap) get(id string) (uint32, record, bool) {
 }
 
 // add maps id to ref i unless id is in m already, and reports whether it
-// did. It hashes the ID once and looks it up once, so a Save pays for one
-// lookup and one insert.
-func (m *idMap) add(id string, i uint32) bool {
-	h := m.hash(id)
+// did.
+func (m *idMap) add(id string, i uint32) bool { return m.put(id, m.hash(id), i) }
+
+// put is add of an id whose hash is h. It looks the ID up once, so a Save
+// pays for one lookup and one insert.
+func (m *idMap) put(id string, h uint64, i uint32) bool {
 	c, taken := m.byHash[h]
 	switch {
 	case !taken:
@@ -62,8 +76,10 @@ func (m *idMap) add(id string, i uint32) bool {
 }
 
 // remove removes id, which must map to ref i.
-func (m *idMap) remove(id string, i uint32) {
-	h := m.hash(id)
+func (m *idMap) remove(id string, i uint32) { m.drop(id, m.hash(id), i) }
+
+// drop is remove of an id whose hash is h.
+func (m *idMap) drop(id string, h uint64, i uint32) {
 	if c, ok := m.byHash[h]; !ok || c != i {
 		delete(m.clash, id)
 		return

@@ -10,7 +10,7 @@ import (
 // IDs clash all the time.
 func TestIDMapClashes(t *testing.T) {
 	var recs slab
-	m := newIDMap(&recs)
+	m := newIDMap(&recs, newHash())
 	m.hash = func(id string) uint64 { return uint64(len(id) % 3) }
 	model := map[string]uint32{}
 	rng := rand.New(rand.NewPCG(3, 4))

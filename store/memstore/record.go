@@ -71,6 +71,7 @@ type recordBuf struct {
 	recPtrs
 	recVals
 	payloadJSON string // JSON object; "" for an empty payload
+	hash        uint64 // of the ID: the store's, which picks the shard
 }
 
 // record returns the view of b.

@@ -13,12 +13,15 @@ import (
 func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) (trigger.RegisterResult, error) {
 	var nrs [1]recordBuf
 	nr := &nrs[0]
-	if err := newRecord(nr, &t, now); err != nil {
+	if err := s.prepare(nr, &t, now); err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, r, ok := s.ids.get(t.ID)
+	// Registering is rare (at start), and may bind a wait key: it holds
+	// every shard.
+	s.lock(allShards)
+	defer s.unlock(allShards)
+	sh := s.shard(nr.hash)
+	i, r, ok := sh.ids.find(t.ID, nr.hash)
 	if !ok {
 		if err := s.insert(nrs[:]); err != nil {
 			return 0, err
@@ -26,18 +29,18 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 		return trigger.RegisterCreated, nil
 	}
 	var old trigger.Trigger
-	payload := s.trigger(r, &old)
+	payload := sh.trigger(r, &old)
 	u, res := trigger.Redefine(old, t, payload == nr.payloadJSON, now)
 	if res != trigger.RegisterUpdated {
 		return res, nil
 	}
 	if r.state != trigger.StateRunning {
-		s.detach(i) // priority, state and due time may change
+		sh.detach(i) // priority, state and due time may change
 	}
 	r.typ, r.priority, r.maxAttempts, r.misfire = u.Type, nr.priority, nr.maxAttempts, u.Misfire
 	r.state, r.due, r.attempt, r.updated = u.State, nanos(u.DueAt), int32(u.Attempt), nr.updated
 	if u.Wait.Kind == trigger.WaitKindNone {
-		s.recs.setPayload(r, nr.payloadJSON) // in a wait, the run's payload stays (see trigger.Redefine)
+		sh.recs.setPayload(r, nr.payloadJSON) // in a wait, the run's payload stays (see trigger.Redefine)
 	}
 	kept := r.rare() // the wait fields, which the store owns
 	r.setExtra(&u)
@@ -46,7 +49,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	r.setRare(m)
 	r.setPlanned(nanos(u.PlannedAt))
 	if r.state != trigger.StateRunning {
-		s.attach(i)
+		sh.attach(i)
 	}
 	return res, nil
 }
@@ -60,13 +63,15 @@ func (s *Store) Pause(ctx context.Context, id string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, r, err := s.pausable(id)
+	h := s.hash(id)
+	sh := s.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, r, err := sh.pausable(id, h)
 	if err != nil || r.paused {
 		return err
 	}
-	s.setPaused(i, r, true)
+	sh.setPaused(i, r, true)
 	r.updated = n
 	return nil
 }
@@ -86,9 +91,11 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 			return err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, r, err := s.pausable(id)
+	h := s.hash(id)
+	sh := s.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, r, err := sh.pausable(id, h)
 	if err != nil {
 		return err
 	}
@@ -99,22 +106,22 @@ func (s *Store) Unpause(ctx context.Context, id string, now, at time.Time, ifCro
 		return nil
 	}
 	if at.IsZero() || (r.state != trigger.StateScheduled && r.state != trigger.StateRetrying) {
-		s.setPaused(i, r, false)
+		sh.setPaused(i, r, false)
 	} else {
-		s.detach(i)
+		sh.detach(i)
 		r.paused = false
 		r.state, r.due, r.attempt = trigger.StateScheduled, due, 0
 		r.setPlanned(due)
-		s.attach(i)
+		sh.attach(i)
 	}
 	r.updated = n
 	return nil
 }
 
-// pausable returns the trigger id, and its ref, if it is not final. s.mu
-// must be held.
-func (s *Store) pausable(id string) (uint32, record, error) {
-	i, r, ok := s.ids.get(id)
+// pausable returns the trigger id, whose ID hashes to h, and its ref, if
+// it is not final. sh.mu must be held.
+func (sh *shard) pausable(id string, h uint64) (uint32, record, error) {
+	i, r, ok := sh.ids.find(id, h)
 	switch {
 	case !ok:
 		return 0, record{}, notFound(id)
@@ -125,13 +132,13 @@ func (s *Store) pausable(id string) (uint32, record, error) {
 }
 
 // setPaused changes the flag of record i, r, and its place in the due index
-// with it. s.mu must be held.
-func (s *Store) setPaused(i uint32, r record, paused bool) {
+// with it. sh.mu must be held.
+func (sh *shard) setPaused(i uint32, r record, paused bool) {
 	if r.state == trigger.StateRunning {
 		r.paused = paused // a running trigger is not in the due index
 		return
 	}
-	s.detach(i)
+	sh.detach(i)
 	r.paused = paused
-	s.attach(i)
+	sh.attach(i)
 }

@@ -39,21 +39,26 @@ func TestSlotReuse(t *testing.T) {
 		t.Run(remove.name, func(t *testing.T) {
 			t.Parallel()
 			s := New()
-			save := func(id string, due time.Time, priority int, payload trigger.Payload) uint32 {
+			save := func(id string, due time.Time, priority int, payload trigger.Payload) loc {
 				t.Helper()
 				if err := s.Save(ctx, t0, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: due, Priority: priority, Payload: payload}); err != nil {
 					t.Fatal(err)
 				}
-				i, _, _ := s.ids.get(id)
-				return i
+				sh, i, _, _ := s.find(id)
+				return loc{sh.num, i}
+			}
+			// The new trigger's ID hashes to the old one's shard.
+			newID := "new"
+			for j := 0; shardOf(s.hash(newID)) != shardOf(s.hash("old")); j++ {
+				newID = fmt.Sprintf("new%d", j)
 			}
 			freed := save("old", t0, 5, trigger.Payload{"k": "old"})
 			save("other", t0, 0, nil)
 			if err := remove.fn(s, "old"); err != nil {
 				t.Fatal(err)
 			}
-			if i := save("new", t0.Add(time.Second), -5, trigger.Payload{"k": "new"}); i != freed {
-				t.Fatalf("the new trigger took slot %d, not the freed slot %d", i, freed)
+			if i := save(newID, t0.Add(time.Second), -5, trigger.Payload{"k": "new"}); i != freed {
+				t.Fatalf("the new trigger took slot %v, not the freed slot %v", i, freed)
 			}
 			if _, err := s.Get(ctx, "old"); !errors.Is(err, trigger.ErrNotFound) {
 				t.Fatalf("Get of the removed trigger: %v, want ErrNotFound", err)
@@ -61,13 +66,13 @@ func TestSlotReuse(t *testing.T) {
 			if _, err := s.Claim(ctx, "old", trigger.Claim{Owner: "w", Now: t0, Until: t0.Add(time.Minute), Force: true}); !errors.Is(err, trigger.ErrNotFound) {
 				t.Fatalf("Claim of the removed trigger: %v, want ErrNotFound", err)
 			}
-			got, err := s.Get(ctx, "new")
-			if err != nil || got.ID != "new" || got.Priority != -5 || got.Payload["k"] != "new" || got.Token != 0 {
+			got, err := s.Get(ctx, newID)
+			if err != nil || got.ID != newID || got.Priority != -5 || got.Payload["k"] != "new" || got.Token != 0 {
 				t.Fatalf("Get(new) = %+v, %v", got, err)
 			}
 			refs, err := s.Due(ctx, trigger.DueQuery{Now: t0, Until: t0.Add(time.Hour), Limit: 10})
-			if ids := refIDs(refs); err != nil || !slices.Equal(ids, []string{"other", "new"}) {
-				t.Fatalf("Due = %v, %v; want [other new]", ids, err)
+			if ids := refIDs(refs); err != nil || !slices.Equal(ids, []string{"other", newID}) {
+				t.Fatalf("Due = %v, %v; want [other %s]", ids, err, newID)
 			}
 			if err := s.check(); err != nil {
 				t.Fatal(err)
@@ -106,12 +111,19 @@ func TestBatchRollback(t *testing.T) {
 	if err := s.check(); err != nil {
 		t.Fatal(err)
 	}
-	used := s.recs.used
-	if err := s.SaveBatch(ctx, t0, []trigger.Trigger{tr("c"), tr("d")}); err != nil {
+	used := func() (n uint32) {
+		for i := range s.shards {
+			n += s.shards[i].recs.used
+		}
+		return n
+	}
+	before := used()
+	// The same IDs go to the same shards, where their slots are free.
+	if err := s.SaveBatch(ctx, t0, []trigger.Trigger{tr("a"), tr("b")}); err != nil {
 		t.Fatal(err)
 	}
-	if s.recs.used != used {
-		t.Fatalf("the slab grew from %d to %d slots with free slots to reuse", used, s.recs.used)
+	if after := used(); after != before {
+		t.Fatalf("the slabs grew from %d to %d slots with free slots to reuse", before, after)
 	}
 	if err := s.check(); err != nil {
 		t.Fatal(err)
@@ -127,7 +139,7 @@ func refIDs(refs []trigger.Ref) []string {
 }
 
 // TestSaveAllocs saves plain triggers: a Save allocates nothing of its own,
-// only the store's growth (a chunk every 1024 records, index nodes, the ID
+// only the store's growth (a chunk every 1024 records of a shard, index nodes, the ID
 // map's tables) when it comes.
 func TestSaveAllocs(t *testing.T) {
 	ctx := context.Background()

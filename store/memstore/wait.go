@@ -22,10 +22,11 @@ import (
 
 var _ trigger.WaitStore = (*Store)(nil)
 
-// waits is the wait state of a store. s.mu guards it.
+// waits is the wait state of a store. It is guarded by every shard's lock
+// at once: a call that reads or changes it holds them all.
 type waits struct {
 	tokens   map[string]*token
-	children map[string][]uint32 // parent ID -> its children's refs, in no order
+	children map[string][]loc // parent ID -> its children, in no order
 }
 
 // token is the record of a wait token.
@@ -45,7 +46,8 @@ const (
 )
 
 // checkKeys checks, before anything of an insert is written, that the wait
-// keys of the waiting triggers among rs are free. s.mu must be held.
+// keys of the waiting triggers among rs are free. The shards of
+// lockMask(rs) must be locked: every shard if one of them has a key.
 func (s *Store) checkKeys(rs []recordBuf) error {
 	var seen map[string]string
 	for j := range rs {
@@ -68,31 +70,34 @@ func (s *Store) checkKeys(rs []recordBuf) error {
 	return nil
 }
 
-// bindKey binds the wait key of new record i, if it waits, to it (a stored
+// bindKey binds the wait key of new record l, if it waits, to it (a stored
 // early resume ends its wait at once), and indexes a new child under its
-// parent. It runs before the record is attached. s.mu must be held.
-func (s *Store) bindKey(i uint32) {
-	r := s.recs.at(i)
+// parent. It runs before the record is attached. The record's shard must be
+// locked, and every shard if it is a child or waits for a key.
+func (s *Store) bindKey(l loc) {
+	sh := &s.shards[l.shard]
+	r := sh.recs.at(l.ref)
 	if r.x == nil {
 		return
 	}
 	if m := r.x.more; m != nil && m.parentID != "" {
 		if s.w.children == nil {
-			s.w.children = make(map[string][]uint32)
+			s.w.children = make(map[string][]loc)
 		}
-		s.w.children[m.parentID] = append(s.w.children[m.parentID], i)
+		s.w.children[m.parentID] = append(s.w.children[m.parentID], l)
 	}
 	if r.state != trigger.StateWaiting || r.x.waitKey == "" {
 		return
 	}
 	r.setWait(trigger.Wait{Kind: trigger.WaitKindToken})
-	s.waitOn(r, r.updated)
+	s.waitOn(sh, r, r.updated)
 }
 
-// waitOn binds r's wait key to r, which is about to wait (detached); if
-// the key has an early resume, r is resumed at now instead. Either way the
-// token changed at now. s.mu must be held and the key checked free.
-func (s *Store) waitOn(r record, now int64) {
+// waitOn binds r's wait key to r, of shard sh, which is about to wait
+// (detached); if the key has an early resume, r is resumed at now instead.
+// Either way the token changed at now. Every shard must be locked and the
+// key checked free.
+func (s *Store) waitOn(sh *shard, r record, now int64) {
 	key := r.x.waitKey
 	if s.w.tokens == nil {
 		s.w.tokens = make(map[string]*token)
@@ -103,7 +108,7 @@ func (s *Store) waitOn(r record, now int64) {
 		s.w.tokens[key] = &token{state: tokenWaiter, changed: now, id: r.id}
 		return
 	case tk.state == tokenEarly:
-		s.recs.setPayload(r, mergeJSON(s.recs.payload(r), tk.payload))
+		sh.recs.setPayload(r, mergeJSON(sh.recs.payload(r), tk.payload))
 		*tk = token{state: tokenDelivered, id: r.id}
 		r.wake(now, true)
 	case tk.state == tokenDelivered: // delivered to r before: its run asks again
@@ -114,12 +119,12 @@ func (s *Store) waitOn(r record, now int64) {
 
 // waitedOn reports whether a trigger waits for the token tk of key: its
 // trigger is waiting for key in a token wait not yet resumed, as Resume
-// would deliver to it. s.mu must be held.
+// would deliver to it. Every shard must be locked.
 func (s *Store) waitedOn(key string, tk *token) bool {
 	if tk.id == "" {
 		return false
 	}
-	_, r, ok := s.ids.get(tk.id)
+	_, _, r, ok := s.find(tk.id)
 	if !ok || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
 		return false
 	}
@@ -171,15 +176,25 @@ func mergeJSON(base, extra string) string {
 	return m
 }
 
+// parentShard returns the lock mask of the shard of r's parent if r is a
+// child whose end is not counted yet in its parent's wait (see childFinal),
+// or 0.
+func (s *Store) parentShard(r record) uint32 {
+	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
+		return 0
+	}
+	return bit(s.hash(r.x.more.parentID))
+}
+
 // childFinal counts the end of child r (final, or deleted before) in its
-// parent's wait, once; the last one makes the parent due at now. s.mu must
-// be held.
+// parent's wait, once; the last one makes the parent due at now. The shards
+// of r and of parentShard(r) must be locked.
 func (s *Store) childFinal(r record, now int64) {
 	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
 		return
 	}
 	r.x.more.counted = true
-	pi, p, ok := s.ids.get(r.x.more.parentID)
+	psh, pi, p, ok := s.find(r.x.more.parentID)
 	if !ok || p.state != trigger.StateWaiting {
 		return
 	}
@@ -192,23 +207,23 @@ func (s *Store) childFinal(r record, now int64) {
 		p.setWait(w)
 		return
 	}
-	s.detach(pi)
+	psh.detach(pi)
 	p.setWait(w)
 	p.wake(now, false)
 	p.updated = now
-	s.attach(pi)
+	psh.attach(pi)
 }
 
-// forget drops what the wait state holds of record i, r, which is being
-// removed. s.mu must be held.
-func (s *Store) forget(i uint32, r record) {
-	if r.x == nil {
+// forget drops what the wait state holds of record i of shard sh, r, which
+// is being removed. Every shard must be locked if r.touchesWaits().
+func (s *Store) forget(sh *shard, i uint32, r record) {
+	if !r.touchesWaits() {
 		return
 	}
 	if m := r.x.more; m != nil && m.parentID != "" {
 		p := m.parentID
 		cs := s.w.children[p]
-		if j := slices.Index(cs, i); j >= 0 {
+		if j := slices.Index(cs, loc{sh.num, i}); j >= 0 {
 			cs[j] = cs[len(cs)-1]
 			cs = cs[:len(cs)-1]
 		}
@@ -232,7 +247,8 @@ func (r record) clearWait() {
 	}
 }
 
-// Park ends a run and parks the trigger; see trigger.WaitStore.
+// Park ends a run and parks the trigger; see trigger.WaitStore. It holds
+// every shard: it binds a wait key, or saves children.
 func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park) (time.Time, error) {
 	if id == "" {
 		return time.Time{}, errEmptyID
@@ -250,7 +266,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 			return time.Time{}, err
 		}
 	}
-	children, err := newRecords(p.Children, p.Now)
+	children, err := s.prepareAll(p.Children, p.Now)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -261,9 +277,11 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 		c.setRare(m)
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, r, err := s.held(id, tok)
+	s.lock(allShards)
+	defer s.unlock(allShards)
+	h := s.hash(id)
+	sh := s.shard(h)
+	i, r, err := sh.held(id, h, tok)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -275,7 +293,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 	if err := s.insert(children); err != nil {
 		return time.Time{}, err
 	}
-	s.detach(i)
+	sh.detach(i)
 	planned := r.plannedAt() // a wait keeps PlannedAt, as a retry does
 	r.attempt, r.updated = 0, now
 	w := trigger.Wait{Kind: p.Kind, Until: p.Until}
@@ -292,13 +310,13 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 	r.setPlanned(planned)
 	if p.Kind == trigger.WaitKindToken {
 		r.x.waitKey = p.Key // r.x is set: r has a wait
-		s.waitOn(r, now)
+		s.waitOn(sh, r, now)
 	}
-	s.attach(i)
+	sh.attach(i)
 	return toTime(r.due), nil
 }
 
-// Resume delivers a wait key; see trigger.WaitStore.
+// Resume delivers a wait key; see trigger.WaitStore. It holds every shard.
 func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload trigger.Payload) (trigger.ResumeResult, string, error) {
 	if key == "" {
 		return 0, "", invalidf("empty wait key")
@@ -311,8 +329,8 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	if err != nil {
 		return 0, "", err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lock(allShards)
+	defer s.unlock(allShards)
 	tk := s.w.tokens[key]
 	switch {
 	case tk == nil:
@@ -327,12 +345,12 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	if !s.waitedOn(key, tk) {
 		return trigger.ResumeTooLate, "", nil
 	}
-	i, r, _ := s.ids.get(tk.id)
-	s.detach(i)
-	s.recs.setPayload(r, mergeJSON(s.recs.payload(r), p))
+	sh, i, r, _ := s.find(tk.id)
+	sh.detach(i)
+	sh.recs.setPayload(r, mergeJSON(sh.recs.payload(r), p))
 	r.wake(n, true)
 	r.updated = n
-	s.attach(i)
+	sh.attach(i)
 	tk.state, tk.changed = tokenDelivered, n
 	return trigger.ResumeDelivered, r.id, nil
 }
@@ -341,7 +359,7 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 // trigger.WaitStore.
 //
 // Tokens are kept in a map by key, with no index by time: a call walks the
-// map under the write lock until it has deleted limit tokens, looking at
+// map, holding every shard, until it has deleted limit tokens, looking at
 // each token's time first and at its trigger only for an old token bound
 // to one. A call that finds fewer than limit walks the whole map, so a
 // scheduler's purge costs a walk of every token (a few nanoseconds each)
@@ -356,8 +374,8 @@ func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (i
 		return 0, invalidf("token purge limit %d must be positive", limit)
 	}
 	cutoff := clamp(before)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lock(allShards)
+	defer s.unlock(allShards)
 	n := 0
 	for key, tk := range s.w.tokens {
 		if n == limit {
@@ -378,13 +396,14 @@ func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigge
 	if parentID == "" {
 		return nil, errEmptyID
 	}
-	ts, err := s.read(func() []record {
+	ts, err := s.read(func() []entry {
 		cs := s.w.children[parentID]
-		rs := make([]record, len(cs))
-		for j, i := range cs {
-			rs[j] = s.recs.at(i)
+		es := make([]entry, len(cs))
+		for j, c := range cs {
+			sh := &s.shards[c.shard]
+			es[j] = entry{sh, sh.recs.at(c.ref)}
 		}
-		return rs
+		return es
 	})
 	if err != nil {
 		return nil, err
@@ -407,13 +426,15 @@ func (s *Store) Checkpoint(ctx context.Context, id string, tok uint64, now time.
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, r, err := s.held(id, tok)
+	h := s.hash(id)
+	sh := s.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, r, err := sh.held(id, h, tok)
 	if err != nil {
 		return err
 	}
-	s.recs.setPayload(r, p)
+	sh.recs.setPayload(r, p)
 	r.updated = n
 	return nil
 }
