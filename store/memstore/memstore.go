@@ -8,23 +8,24 @@
 //
 // # Concurrency
 //
-// A [Store] is safe for concurrent use. It is split into 16 shards by a
-// hash of the trigger ID, each with its own lock, records, ID map, due index
-// and lists of states, so that calls on different triggers seldom wait for
-// each other: a call on one trigger (Get, Claim, Extend, Checkpoint, Save,
-// Requeue, Pause, Unpause, and Finish and Cancel when they save no
-// follow-ups and end no child) locks its trigger's shard only, and the
-// shard's lock is what makes a claim and an outcome atomic. A call on
+// A [Store] is safe for concurrent use. It is split into 16 shards by a hash
+// of the trigger ID, each with its own lock, records, ID map, due index and
+// lists of states, so that calls on different triggers seldom wait for each
+// other: a call on one trigger (Get, Claim, Extend, Checkpoint, Save,
+// Register, Requeue, Pause, Unpause, Delete, and Finish and Cancel when they
+// save no follow-ups and end no child) locks its trigger's shard only, and
+// the shard's lock is what makes a claim and an outcome atomic. A call on
 // several triggers (SaveBatch, Finish with follow-ups, the end of a child,
-// which counts in its parent's wait) locks their shards together, so that
-// a batch, and an outcome with its follow-ups, stay atomic. A call that
-// reads the whole store (Due, List) or uses the wait tokens or the lists of
-// children (Park, Resume, PurgeTokens, Children, Register, Purge, a Save or
-// Delete that binds or drops a wait key) locks every shard, which excludes
-// every other call: Due and List see the store as it is at one moment. No
-// call blocks on anything but these locks, so the contexts are not
-// consulted. Payloads are kept as JSON and decoded after the locks are
-// released, so a trigger read from the store never shares memory with it.
+// which counts in its parent's wait) locks their shards together, so that a
+// batch, and an outcome with its follow-ups, stay atomic. A call that reads
+// the whole store (Due, List) or uses the wait tokens or the lists of
+// children (Park, Resume, PurgeTokens, Children, Purge, a Save or Register
+// that binds a wait key, a Delete that drops one or ends a child) locks
+// every shard, which excludes every other call: Due and List see the store
+// as it is at one moment. No call blocks on anything but these locks, so the
+// contexts are not consulted. Payloads are kept as JSON and decoded after
+// the locks are released, so a trigger read from the store never shares
+// memory with it.
 //
 // # Cost
 //

@@ -16,21 +16,33 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	if err := s.prepare(nr, &t, now); err != nil {
 		return 0, err
 	}
-	// Registering is rare (at start), and may bind a wait key: it holds
-	// every shard.
-	s.lock(allShards)
-	defer s.unlock(allShards)
+	// An update changes the trigger's record only: the wait state it
+	// holds (its parent, its wait and a key bound to it) stays as it is.
+	// Only a save may bind a key (see lockMask).
+	var res trigger.RegisterResult
+	err := s.locked(lockMask(nrs[:]), func(uint32) (uint32, error) {
+		var err error
+		res, err = s.register(nrs[:], &t, now)
+		return 0, err
+	})
+	return res, err
+}
+
+// register is Register of t, whose record is nrs[0]. The shards of
+// lockMask(nrs) must be locked.
+func (s *Store) register(nrs []recordBuf, t *trigger.Trigger, now time.Time) (trigger.RegisterResult, error) {
+	nr := &nrs[0]
 	sh := s.shard(nr.hash)
 	i, r, ok := sh.ids.find(t.ID, nr.hash)
 	if !ok {
-		if err := s.insert(nrs[:]); err != nil {
+		if err := s.insert(nrs); err != nil {
 			return 0, err
 		}
 		return trigger.RegisterCreated, nil
 	}
 	var old trigger.Trigger
 	payload := sh.trigger(r, &old)
-	u, res := trigger.Redefine(old, t, payload == nr.payloadJSON, now)
+	u, res := trigger.Redefine(old, *t, payload == nr.payloadJSON, now)
 	if res != trigger.RegisterUpdated {
 		return res, nil
 	}
