@@ -393,10 +393,13 @@ func (x *index) seek(from *key) (*node, int) {
 }
 
 // merge ascends several indexes together, as one: Due merges the due
-// indexes of the shards with it. It is a min-heap of cursors, one in each
-// index that has entries left, by the key of the entry each is at.
+// indexes of the shards with it. It keeps a cursor in each index that has
+// entries left, and a min-heap of their numbers by the key of the entry
+// each is at: moving a cursor's number in the heap moves one byte, not the
+// cursor.
 type merge struct {
-	h []mcursor
+	cs [nShards]mcursor
+	h  []uint8
 }
 
 // mcursor is a place in an index and the key of the entry there.
@@ -422,16 +425,24 @@ func (c *mcursor) load() bool {
 	return true
 }
 
-// add adds the entries of x from the first not less than from.
+// less reports whether the entry of the cursor at place a of the heap comes
+// before that of the cursor at place b.
+func (m *merge) less(a, b int) bool {
+	return m.cs[m.h[a]].k.compare(&m.cs[m.h[b]].k) < 0
+}
+
+// add adds the entries of x from the first not less than from. It is
+// called at most nShards times.
 func (m *merge) add(x *index, from *key) {
-	c := mcursor{x: x}
+	c := &m.cs[len(m.h)]
+	*c = mcursor{x: x}
 	if c.n, c.i = x.seek(from); !c.load() {
 		return
 	}
-	m.h = append(m.h, c)
+	m.h = append(m.h, uint8(len(m.h)))
 	for j := len(m.h) - 1; j > 0; {
 		p := (j - 1) / 2
-		if m.h[p].k.compare(&m.h[j].k) <= 0 {
+		if !m.less(j, p) {
 			break
 		}
 		m.h[p], m.h[j] = m.h[j], m.h[p]
@@ -445,13 +456,13 @@ func (m *merge) first() *key {
 	if len(m.h) == 0 {
 		return nil
 	}
-	return &m.h[0].k
+	return &m.cs[m.h[0]].k
 }
 
 // next moves past the least entry and returns the key of the one after, as
 // first does.
 func (m *merge) next() *key {
-	c := &m.h[0]
+	c := &m.cs[m.h[0]]
 	if c.i++; !c.load() {
 		last := len(m.h) - 1
 		m.h[0] = m.h[last]
@@ -459,10 +470,10 @@ func (m *merge) next() *key {
 	}
 	for j := 0; ; {
 		l, least := 2*j+1, j
-		if l < len(m.h) && m.h[l].k.compare(&m.h[least].k) < 0 {
+		if l < len(m.h) && m.less(l, least) {
 			least = l
 		}
-		if l+1 < len(m.h) && m.h[l+1].k.compare(&m.h[least].k) < 0 {
+		if l+1 < len(m.h) && m.less(l+1, least) {
 			least = l + 1
 		}
 		if least == j {

@@ -54,7 +54,9 @@
 // expired leases. That list is short, as a store runs at most as many
 // triggers at once as its schedulers have workers. Due merges the due
 // indexes of the 16 shards: it pays for 16 descents of a B+tree, and about
-// 4 comparisons for each trigger it returns. List of scheduled triggers
+// 8 comparisons for each trigger it returns, so that a page of 100 from a
+// million triggers takes about 5 µs and one of 1000 about 50 (with one
+// index, 2 and 26), every shard locked meanwhile. List of scheduled triggers
 // scans the whole store; List of another state, and Purge, scan the
 // triggers in that state. A wait token (see trigger.WaitStore) takes about
 // 100 bytes and its key from its first resume or wait until PurgeTokens
@@ -452,7 +454,8 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	defer s.unlock(allShards)
 	// Merge the expired leases into the indexes' order.
 	expired := s.expired(now, &from)
-	m := merge{h: make([]mcursor, 0, nShards)}
+	var m merge
+	m.h = make([]uint8, 0, nShards)
 	for n := range s.shards {
 		m.add(&s.shards[n].due, &from)
 	}
