@@ -14,8 +14,9 @@ import "iter"
 // on a free list for the next record stored. The slab never shrinks: like a
 // Go map, it keeps the size of its peak.
 type slab struct {
-	// first holds the first firstLen records, and chunks the others.
-	first  *firstChunk
+	// small holds the first chunkLen records, in chunks of smallLen, and
+	// chunks the others.
+	small  [chunkLen / smallLen]*smallChunk
 	chunks []*chunk
 	// used is how many slots have held a record; those past it are fresh.
 	used uint32
@@ -45,17 +46,22 @@ const (
 	chunkLen  = 1 << chunkBits
 )
 
-// firstChunk is a chunk for the first records of a slab, small so that a
+// smallChunk is a chunk for the first records of a slab, small so that a
 // small store stays small: a store has a slab in each of its shards, and
-// with chunks of 1024 records a store of a few dozen triggers took 1.4 MB.
-// firstLen records make 5.5 KiB (in a 6 KiB allocation); a chunk of 1024 is
-// the smallest whose 88 KiB are a whole number of the heap's 8 KiB pages.
-type firstChunk struct {
-	ptrs [firstLen]recPtrs
-	vals [firstLen]recVals
+// with chunks of 1024 records a store of a few dozen triggers took 1.4 MB,
+// and one of ten thousand 1.5 MB of slabs where 0.9 MB are records (a
+// shard held 625 of them in room for 1088). smallLen records make 5.5 KiB
+// (in a 6 KiB allocation); a chunk of 1024 is the smallest whose 88 KiB
+// are a whole number of the heap's 8 KiB pages.
+type smallChunk struct {
+	ptrs [smallLen]recPtrs
+	vals [smallLen]recVals
 }
 
-const firstLen = 64
+const (
+	smallBits = 6
+	smallLen  = 1 << smallBits
+)
 
 // noRef is the ref of no record: a slab holds at most noRef records, with
 // refs 0 to noRef-1.
@@ -63,10 +69,11 @@ const noRef = 1<<32 - 1
 
 // at returns record i, which must have been allocated.
 func (s *slab) at(i uint32) record {
-	if i < firstLen {
-		return record{&s.first.ptrs[i], &s.first.vals[i]}
+	if i < chunkLen {
+		c, j := s.small[i>>smallBits], i&(smallLen-1)
+		return record{&c.ptrs[j], &c.vals[j]}
 	}
-	i -= firstLen
+	i -= chunkLen
 	c, j := s.chunks[i>>chunkBits], i&(chunkLen-1)
 	return record{&c.ptrs[j], &c.vals[j]}
 }
@@ -84,9 +91,9 @@ func (s *slab) alloc() uint32 {
 		panic("memstore: a store holds at most 2^32-1 triggers")
 	}
 	switch {
-	case i == 0:
-		s.first = new(firstChunk)
-	case i >= firstLen && (i-firstLen)%chunkLen == 0:
+	case i < chunkLen && i%smallLen == 0:
+		s.small[i>>smallBits] = new(smallChunk)
+	case i >= chunkLen && i%chunkLen == 0:
 		s.chunks = append(s.chunks, new(chunk))
 	}
 	s.used++
