@@ -42,11 +42,11 @@
 // where it took sixteen times as long with a record per allocation. The
 // slab keeps its peak size, as a Go map does: the slots of deleted
 // triggers are reused, not returned to the heap. Each shard has a slab of
-// its own, whose chunks hold 1024 records (88 KiB) but for a first one of
-// 64, and the last chunks of the 16 slabs, partly filled, take up to 1.4 MB
-// more than one slab's would: a store of a hundred triggers takes about 130
-// KiB, one of a thousand about 600 KiB, and one of ten thousand 60 bytes
-// more per trigger than with one slab (1 more at a million).
+// its own, which holds its first 1024 records in chunks of 64 (5.5 KiB) and
+// the others in chunks of 1024 (88 KiB), so that the last chunks of the 16
+// slabs, partly filled, take little more than one slab's would: a store of
+// a hundred triggers takes about 90 KiB, one of a thousand about 180 KiB,
+// and one of ten thousand about 130 bytes a trigger besides the IDs.
 //
 // Save, Claim and Finish take O(log n) time: a claim takes the trigger out
 // of the due index and an outcome that makes it due again puts it back, but
