@@ -103,25 +103,31 @@ func BenchmarkClaimFinish(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				now := t0.Add(time.Duration(i) * time.Microsecond)
-				id := hotIDs[i%hot]
-				o := trigger.Outcome{Kind: kind, Now: now, At: now}
-				if kind == trigger.OutcomeComplete {
-					id = g.next()
-					if err := s.Save(ctx, now, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: now}); err != nil {
-						b.Fatal(err)
-					}
-				}
-				t, err := s.Claim(ctx, id, trigger.Claim{Owner: "bench", Now: now, Until: now.Add(time.Minute)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Finish(ctx, id, t.Token, o); err != nil {
-					b.Fatal(err)
-				}
+				claimFinish(b, s, kind, i, hotIDs[:], g)
 				i++
 			}
 		})
+	}
+}
+
+// claimFinish claims the i-th trigger of a benchmark and records outcome
+// kind: one of hot, or for Complete a new one named by g, saved first.
+func claimFinish(b *testing.B, s *memstore.Store, kind trigger.OutcomeKind, i int, hot []string, g *ids) {
+	ctx := context.Background()
+	now := t0.Add(time.Duration(i) * time.Microsecond)
+	id := hot[i%len(hot)]
+	if kind == trigger.OutcomeComplete {
+		id = g.next()
+		if err := s.Save(ctx, now, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: now}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	t, err := s.Claim(ctx, id, trigger.Claim{Owner: "bench", Now: now, Until: now.Add(time.Minute)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Finish(ctx, id, t.Token, trigger.Outcome{Kind: kind, Now: now, At: now}); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -154,22 +160,7 @@ func BenchmarkClaimFinishParallel(b *testing.B) {
 					}
 				}
 				for i := 0; pb.Next(); i++ {
-					now := t0.Add(time.Duration(i) * time.Microsecond)
-					id := hotIDs[i%hot]
-					o := trigger.Outcome{Kind: kind, Now: now, At: now}
-					if kind == trigger.OutcomeComplete {
-						id = g.next()
-						if err := s.Save(ctx, now, trigger.Trigger{ID: id, Type: trigger.TypeNext, DueAt: now}); err != nil {
-							b.Fatal(err)
-						}
-					}
-					t, err := s.Claim(ctx, id, trigger.Claim{Owner: "bench", Now: now, Until: now.Add(time.Minute)})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := s.Finish(ctx, id, t.Token, o); err != nil {
-						b.Fatal(err)
-					}
+					claimFinish(b, s, kind, i, hotIDs[:], g)
 				}
 			})
 		})
