@@ -142,17 +142,27 @@ func (sl *slot) set(id string, token uint64, cancel context.CancelCauseFunc) {
 	sl.mu.Unlock()
 }
 
-// cancelRuns cancels with cause every run of trigger id here, or only the
+// cancelRuns cancels with cause every run here of trigger id, or only the
 // one with the given token if it is not zero.
 func (s *Scheduler) cancelRuns(id string, token uint64, cause error) {
+	s.cancelWhere(func(rid string, rtoken uint64) bool {
+		return rid == id && (token == 0 || rtoken == token)
+	}, cause)
+}
+
+// cancelWhere cancels with cause every run here, in the running map or in
+// a worker's slot, of which match holds.
+func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause error) {
 	s.mu.Lock()
-	if r, ok := s.running[id]; ok && r.cancel != nil && (token == 0 || r.token == token) {
-		r.cancel(cause)
+	for id, r := range s.running {
+		if r.cancel != nil && match(id, r.token) {
+			r.cancel(cause)
+		}
 	}
 	s.mu.Unlock()
 	for _, sl := range s.slots {
 		sl.mu.Lock()
-		if sl.id == id && sl.cancel != nil && (token == 0 || sl.token == token) {
+		if sl.cancel != nil && match(sl.id, sl.token) {
 			sl.cancel(cause)
 		}
 		sl.mu.Unlock()
@@ -280,20 +290,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.shutdown.Store(true)
-		s.mu.Lock()
-		for _, r := range s.running {
-			if r.cancel != nil {
-				r.cancel(errShutdown)
-			}
-		}
-		s.mu.Unlock()
-		for _, sl := range s.slots {
-			sl.mu.Lock()
-			if sl.cancel != nil {
-				sl.cancel(errShutdown)
-			}
-			sl.mu.Unlock()
-		}
+		s.cancelWhere(func(string, uint64) bool { return true }, errShutdown)
 		return ctx.Err()
 	}
 }
@@ -768,8 +765,7 @@ func (s *Scheduler) forgetLocked(j *job) {
 // still has it, so the scan finds it again if it needs running.
 func (s *Scheduler) claimFailed(j *job, err error) {
 	s.mu.Lock()
-	s.dequeueLocked(j)
-	s.freeSlotLocked(j.queue)
+	s.forgetLocked(j)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrClaimed), errors.Is(err, ErrNotDue), errors.Is(err, ErrInvalidState), errors.Is(err, ErrNotFound):
