@@ -1,7 +1,5 @@
 package trigger
 
-import "math"
-
 // readyQueue is a heap of due jobs: higher priority first, then boosted
 // (retried or resumed) ones, then earlier due time.
 //
@@ -27,7 +25,7 @@ type readyKey struct {
 // rankOf orders priorities, higher first, and within one the boosted
 // jobs first.
 func rankOf(e *entry) uint32 {
-	r := uint32(math.MaxInt16-e.priority) << 1 // priority is within int16
+	r := uint32(MaxPriority-e.priority) << 1
 	if !e.boost {
 		r |= 1
 	}

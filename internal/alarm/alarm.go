@@ -15,7 +15,7 @@
 // network poller: the kernel wakes the poller at the instant, and the
 // collector's idle worker yields to it like to any network event.
 // Elsewhere, when a timerfd cannot be made, and inside a testing/synctest
-// bubble (whose fake clock only drives the runtime's timers; see New), an
+// bubble (whose fake clock only drives the runtime's timers; see fakeClock), an
 // Alarm is a runtime timer.
 package alarm
 
@@ -26,9 +26,10 @@ import "time"
 type Alarm struct {
 	// C receives a value when the alarm goes off. A value may also be left
 	// from a setting that Set replaced: a receiver checks the clock.
-	C <-chan struct{}
-	c chan struct{}
-	impl
+	C     <-chan struct{}
+	c     chan struct{}
+	timer *time.Timer // the runtime-timer alarm, when there is no precise one
+	impl              // the precise alarm, where the platform has one
 }
 
 // New returns an alarm that is not set. It never fails: without a timerfd
@@ -65,10 +66,23 @@ func (a *Alarm) drain() {
 	}
 }
 
-// timerImpl is the runtime-timer alarm.
-type timerImpl struct{ t *time.Timer }
-
 func (a *Alarm) initTimer() {
-	a.timer.t = time.AfterFunc(time.Hour, a.signal)
-	a.timer.t.Stop()
+	a.timer = time.AfterFunc(time.Hour, a.signal)
+	a.timer.Stop()
+}
+
+// Set makes the alarm go off after d, or at once if d is not positive,
+// replacing any earlier setting.
+func (a *Alarm) Set(d time.Duration) {
+	a.drain()
+	if !a.setPrecise(d) {
+		a.timer.Reset(d)
+	}
+}
+
+// Stop releases the alarm and returns once nothing of it runs any more.
+func (a *Alarm) Stop() {
+	if !a.stopPrecise() {
+		a.timer.Stop()
+	}
 }

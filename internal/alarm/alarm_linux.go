@@ -8,10 +8,11 @@ import (
 )
 
 type impl struct {
-	timer timerImpl
-	f     *os.File      // the timerfd, read through the network poller; nil when the runtime timer is used
-	fd    int           // f's descriptor, for timerfd_settime (f.Fd would make f blocking)
-	done  chan struct{} // closed when read returns
+	// f is the timerfd, read through the network poller; nil when the
+	// runtime timer is used.
+	f    *os.File
+	fd   int           // f's descriptor, for timerfd_settime (f.Fd would make f blocking)
+	done chan struct{} // closed when read returns
 }
 
 // initPrecise makes the timerfd and the goroutine that reads it, and
@@ -38,27 +39,27 @@ func (a *Alarm) read() {
 	}
 }
 
-// Set makes the alarm go off after d, or at once if d is not positive,
-// replacing any earlier setting.
-func (a *Alarm) Set(d time.Duration) {
-	a.drain()
+// setPrecise sets the timerfd to go off after d, and reports false if
+// there is none.
+func (a *Alarm) setPrecise(d time.Duration) bool {
 	if a.f == nil {
-		a.timer.t.Reset(max(d, 0))
-		return
+		return false
 	}
 	// A zero it_value disarms a timerfd: at once is a nanosecond.
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(int64(d), 1))}
 	if err := unix.TimerfdSettime(a.fd, 0, &spec, nil); err != nil {
 		a.signal() // cannot happen with a valid fd; wake rather than oversleep
 	}
+	return true
 }
 
-// Stop releases the alarm and returns once nothing of it runs any more.
-func (a *Alarm) Stop() {
+// stopPrecise closes the timerfd and waits for its reader, and reports
+// false if there is none.
+func (a *Alarm) stopPrecise() bool {
 	if a.f == nil {
-		a.timer.t.Stop()
-		return
+		return false
 	}
 	a.f.Close()
 	<-a.done
+	return true
 }

@@ -4,16 +4,9 @@ package alarm
 
 import "time"
 
-type impl struct{ timer timerImpl }
+// impl is empty: the runtime timer is the only alarm here.
+type impl struct{}
 
-func (a *Alarm) initPrecise() bool { return false }
-
-// Set makes the alarm go off after d, or at once if d is not positive,
-// replacing any earlier setting.
-func (a *Alarm) Set(d time.Duration) {
-	a.drain()
-	a.timer.t.Reset(max(d, 0))
-}
-
-// Stop releases the alarm.
-func (a *Alarm) Stop() { a.timer.t.Stop() }
+func (a *Alarm) initPrecise() bool             { return false }
+func (a *Alarm) setPrecise(time.Duration) bool { return false }
+func (a *Alarm) stopPrecise() bool             { return false }

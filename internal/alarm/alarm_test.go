@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestGoesOffNotBefore(t *testing.T) {
 	a := New()
 	defer a.Stop()
-	if runtime.GOOS == "linux" && a.timer.t != nil {
+	if runtime.GOOS == "linux" && a.timer != nil {
 		t.Fatal("on Linux outside a bubble, New made a runtime timer, not a timerfd")
 	}
 	for _, d := range []time.Duration{0, time.Microsecond, 300 * time.Microsecond, 5 * time.Millisecond} {
