@@ -36,11 +36,8 @@ func newIDMap(recs *slab, hash func(string) uint64) idMap {
 	}
 }
 
-// get returns the ref and record of the given id, and whether it is
-// stored.
-func (m *idMap) get(id string) (uint32, record, bool) { return m.find(id, m.hash(id)) }
-
-// find is get of an id whose hash is h.
+// find returns the ref and record of id, whose hash is h, and whether it
+// is stored.
 func (m *idMap) find(id string, h uint64) (uint32, record, bool) {
 	if i, ok := m.byHash[h]; ok {
 		if r := m.recs.at(i); r.id == id {
@@ -53,12 +50,9 @@ func (m *idMap) find(id string, h uint64) (uint32, record, bool) {
 	return noRef, record{}, false
 }
 
-// add maps id to ref i unless id is in m already, and reports whether it
-// did.
-func (m *idMap) add(id string, i uint32) bool { return m.put(id, m.hash(id), i) }
-
-// put is add of an id whose hash is h. It looks the ID up once, so a Save
-// pays for one lookup and one insert.
+// put maps id, whose hash is h, to ref i unless id is in m already, and
+// reports whether it did. It looks the ID up once, so a Save pays for one
+// lookup and one insert.
 func (m *idMap) put(id string, h uint64, i uint32) bool {
 	c, taken := m.byHash[h]
 	switch {
@@ -75,10 +69,7 @@ func (m *idMap) put(id string, h uint64, i uint32) bool {
 	return true
 }
 
-// remove removes id, which must map to ref i.
-func (m *idMap) remove(id string, i uint32) { m.drop(id, m.hash(id), i) }
-
-// drop is remove of an id whose hash is h.
+// drop removes id, whose hash is h and which must map to ref i.
 func (m *idMap) drop(id string, h uint64, i uint32) {
 	if c, ok := m.byHash[h]; !ok || c != i {
 		delete(m.clash, id)

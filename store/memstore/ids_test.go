@@ -48,3 +48,8 @@ func TestIDMapClashes(t *testing.T) {
 		}
 	}
 }
+
+// get, add and remove are find, put and drop of an ID the map hashes.
+func (m *idMap) get(id string) (uint32, record, bool) { return m.find(id, m.hash(id)) }
+func (m *idMap) add(id string, i uint32) bool         { return m.put(id, m.hash(id), i) }
+func (m *idMap) remove(id string, i uint32)           { m.drop(id, m.hash(id), i) }

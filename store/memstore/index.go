@@ -366,18 +366,6 @@ func (x *index) rebalance(n *node, i int) {
 	n.set(i+1, &sep, r)
 }
 
-// ascend calls yield with the entries from the first one not less than
-// from, in order, until yield returns false.
-func (x *index) ascend(from *key, yield func(at int64, ref uint32) bool) {
-	for n, i := x.seek(from); n != nil; n, i = n.next, 0 {
-		for ; i < n.n; i++ {
-			if !yield(n.at[i], n.ref[i]) {
-				return
-			}
-		}
-	}
-}
-
 // seek returns the leaf and the place in it of the first entry not less
 // than from: a place past the leaf's last entry stands for the next leaf's
 // first. The leaf is nil in an empty index.
@@ -419,9 +407,7 @@ func (c *mcursor) load() bool {
 	if c.n == nil {
 		return false
 	}
-	ref := c.n.ref[c.i]
-	r := c.x.recs.at(ref)
-	c.k = key{at: c.n.at[c.i], id: r.id, ref: ref, priority: r.priority}
+	c.k = c.x.item(c.n, c.i)
 	return true
 }
 

@@ -223,3 +223,15 @@ func TestSizes(t *testing.T) {
 		t.Errorf("a node is %d bytes with its header, want just under 1024", s)
 	}
 }
+
+// ascend calls yield with the entries from the first one not less than
+// from, in order, until yield returns false.
+func (x *index) ascend(from *key, yield func(at int64, ref uint32) bool) {
+	for n, i := x.seek(from); n != nil; n, i = n.next, 0 {
+		for ; i < n.n; i++ {
+			if !yield(n.at[i], n.ref[i]) {
+				return
+			}
+		}
+	}
+}

@@ -20,7 +20,8 @@
 // batch, and an outcome with its follow-ups, stay atomic. A call that reads
 // the whole store (Due, List) or uses the wait tokens or the lists of
 // children (Park, Resume, PurgeTokens, Children, Purge, a Save or Register
-// that binds a wait key, a Delete that drops one or ends a child) locks
+// of a trigger with a wait key, a Delete of a child or of a trigger with a
+// wait key) locks
 // every shard, which excludes every other call: Due and List see the store
 // as it is at one moment. No call blocks on anything but these locks, so the
 // contexts are not consulted. Payloads are kept as JSON and decoded after
@@ -45,8 +46,8 @@
 // its own, which holds its first 1024 records in chunks of 64 (5.5 KiB) and
 // the others in chunks of 1024 (88 KiB), so that the last chunks of the 16
 // slabs, partly filled, take little more than one slab's would: a store of
-// a hundred triggers takes about 90 KiB, one of a thousand about 180 KiB,
-// and one of ten thousand about 130 bytes a trigger besides the IDs.
+// a hundred triggers takes about 120 KiB, one of a thousand about 170 KiB,
+// and one of ten thousand about 140 bytes a trigger besides the IDs.
 //
 // Save, Claim and Finish take O(log n) time: a claim takes the trigger out
 // of the due index and an outcome that makes it due again puts it back, but
@@ -94,12 +95,9 @@ type Store struct {
 	purgeFrom [trigger.StateCanceled + 1]int
 }
 
-// The store is split into nShards shards by the top bits of the hash of
-// the trigger ID (the hash the ID maps key records by), each with its own
-// lock and its own records, ID map, due index and lists, so that calls on
-// triggers of different shards do not wait for each other.
-//
-// A call locks the shards it touches, always in ascending order, so that
+// How shards are locked (the package doc says why there are shards): a
+// shard is picked by the top bits of the hash of the trigger ID, the hash
+// the ID maps key records by. A call locks the shards it touches, always in ascending order, so that
 // two calls never wait for each other's shards in a cycle: one shard for a
 // call on one trigger, the shards of a batch and of an outcome's
 // follow-ups, the shard of a parent whose wait a child's end counts in, and
@@ -116,8 +114,8 @@ type Store struct {
 // There is no global read-write lock that calls on one shard would take for
 // reading and calls on all for writing: its reader count would be a cache
 // line that every call writes, moving between cores on every claim, which
-// is the cost the shards are there to remove. Locking every shard instead costs a
-// call that needs it nShards uncontended locks, about 15 ns each.
+// is the cost the shards are there to remove. Locking every shard instead
+// costs a call that needs it nShards uncontended locks, about 15 ns each.
 //
 // Two calls running at once meet on a shard 1 time in 16; more shards would
 // make that rarer, and make Due and List, which lock every shard and merge
@@ -138,7 +136,9 @@ type shard struct {
 	// in recs: a ref means nothing in another shard.
 	recs slab
 	ids  idMap
-	// due orders the scheduled and retrying triggers as Due returns them.
+	// due orders the scheduled and retrying triggers, and the waiting ones
+	// with a timeout, unless paused (see record.indexed), as Due returns
+	// them.
 	due index
 	// running holds the claims of the running triggers, in no order. Due
 	// scans it for expired leases, which come due at their deadlines.
@@ -359,15 +359,7 @@ func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) erro
 	if err := s.prepare(&r[0], &t, now); err != nil {
 		return err
 	}
-	m := lockMask(r[:])
-	if m == allShards {
-		return s.locked(m, func(uint32) (uint32, error) { return 0, s.insert(r[:]) })
-	}
-	sh := s.shard(r[0].hash)
-	sh.mu.Lock()
-	err := s.insert(r[:])
-	sh.mu.Unlock()
-	return err
+	return s.insertLocked(r[:])
 }
 
 // SaveBatch stores every trigger of ts, or none; see trigger.Store.
@@ -376,7 +368,16 @@ func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigg
 	if err != nil {
 		return err
 	}
-	return s.locked(lockMask(rs), func(uint32) (uint32, error) { return 0, s.insert(rs) })
+	return s.insertLocked(rs)
+}
+
+// insertLocked inserts rs with the shards of lockMask(rs) locked.
+func (s *Store) insertLocked(rs []recordBuf) error {
+	m := lockMask(rs)
+	s.lock(m)
+	err := s.insert(rs)
+	s.unlock(m)
+	return err
 }
 
 // prepare checks t and sets b to its record as saved at now, with the hash
@@ -644,8 +645,9 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	if err != nil {
 		return err
 	}
+	final := o.Kind == trigger.OutcomeComplete || o.Kind == trigger.OutcomeFail
 	var due int64
-	if o.Kind != trigger.OutcomeComplete && o.Kind != trigger.OutcomeFail {
+	if !final {
 		if due, err = stamp(o.At, "outcome due time"); err != nil {
 			return err
 		}
@@ -673,9 +675,10 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 		if err := r.checkSpec(o.IfCron); err != nil {
 			return 0, err
 		}
-		final := o.Kind == trigger.OutcomeComplete || o.Kind == trigger.OutcomeFail
-		if need := s.parentShard(r); final && need&^held != 0 {
-			return need, nil
+		if final {
+			if need := s.parentShard(r); need&^held != 0 {
+				return need, nil
+			}
 		}
 		if err := s.insert(followUps); err != nil {
 			return 0, err
@@ -802,7 +805,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		if !r.state.Final() {
 			s.childFinal(r, r.updated) // a parent must not wait for it forever
 		}
-		s.remove(sh, i)
+		s.remove(sh, i, h)
 		return 0, nil
 	})
 }
@@ -810,10 +813,10 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // remove deletes record i of shard sh from the store and frees its slot.
 // sh.mu must be held, and every shard's if the record touches the wait
 // state (see record.touchesWaits).
-func (s *Store) remove(sh *shard, i uint32) {
+func (s *Store) remove(sh *shard, i uint32, h uint64) {
 	r := sh.recs.at(i)
 	sh.detach(i)
-	sh.ids.remove(r.id, i)
+	sh.ids.drop(r.id, h, i)
 	s.forget(sh, i, r)
 	sh.recs.release(i)
 }
@@ -974,7 +977,8 @@ func (s *Store) purge(sh *shard, st trigger.State, before int64, limit int) int 
 			i++
 			continue
 		}
-		s.remove(sh, (*list)[i])
+		ref := (*list)[i]
+		s.remove(sh, ref, s.hash(sh.recs.at(ref).id))
 		n++
 		if len(*list) < end {
 			end = len(*list) // the moved trigger, if any, was not looked at

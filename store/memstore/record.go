@@ -14,9 +14,9 @@ import (
 // millions: times are Unix nanoseconds, counters are narrowed, the payload is
 // kept as its JSON encoding, and the fields a plain trigger leaves empty live
 // in extra (176 bytes when a trigger uses any of them). The claim of a
-// running trigger lives in the store's list of leases. A record is 88 bytes
-// on 64-bit platforms, in the store's slab; the ID is the caller's string,
-// not a copy.
+// running trigger lives in its shard's list of leases. A record is 88
+// bytes on 64-bit platforms, in its shard's slab; the ID is the caller's
+// string, not a copy.
 //
 // A record is a view of its two parts, which a chunk of the slab keeps in
 // separate arrays: the fields that hold pointers (24 bytes) and the others
@@ -28,7 +28,7 @@ import (
 // holds only those that are not empty (see slab.payload).
 //
 // A payload string is never changed in place, so a reader decodes its own
-// copy of it after releasing the lock.
+// copy of it after releasing the locks.
 type record struct {
 	*recPtrs
 	*recVals
@@ -50,8 +50,8 @@ type recVals struct {
 
 	attempt, maxAttempts, iteration int32
 
-	// slot is the record's place in the list of its state (Store.running
-	// or Store.inState); unused while scheduled. In a free record, it links
+	// slot is the record's place in the list of its state (shard.running
+	// or shard.inState); unused while scheduled. In a free record, it links
 	// the slab's free list.
 	slot uint32
 	// payload is 1 + the place of the payload in the slab's list of

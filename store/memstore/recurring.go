@@ -19,13 +19,10 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 	// An update changes the trigger's record only: the wait state it
 	// holds (its parent, its wait and a key bound to it) stays as it is.
 	// Only a save may bind a key (see lockMask).
-	var res trigger.RegisterResult
-	err := s.locked(lockMask(nrs[:]), func(uint32) (uint32, error) {
-		var err error
-		res, err = s.register(nrs[:], &t, now)
-		return 0, err
-	})
-	return res, err
+	m := lockMask(nrs[:])
+	s.lock(m)
+	defer s.unlock(m)
+	return s.register(nrs[:], &t, now)
 }
 
 // register is Register of t, whose record is nrs[0]. The shards of

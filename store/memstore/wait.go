@@ -121,15 +121,22 @@ func (s *Store) waitOn(sh *shard, r record, now int64) {
 // trigger is waiting for key in a token wait not yet resumed, as Resume
 // would deliver to it. Every shard must be locked.
 func (s *Store) waitedOn(key string, tk *token) bool {
+	_, _, _, ok := s.waiter(key, tk)
+	return ok
+}
+
+// waiter returns the trigger that waits for the token tk of key, as
+// waitedOn reports it. Every shard must be locked.
+func (s *Store) waiter(key string, tk *token) (*shard, uint32, record, bool) {
 	if tk.id == "" {
-		return false
+		return nil, 0, record{}, false
 	}
-	_, _, r, ok := s.find(tk.id)
+	sh, i, r, ok := s.find(tk.id)
 	if !ok || r.state != trigger.StateWaiting || r.x == nil || r.x.waitKey != key {
-		return false
+		return nil, 0, record{}, false
 	}
 	w := r.wait()
-	return w.Kind == trigger.WaitKindToken && !w.Resumed
+	return sh, i, r, w.Kind == trigger.WaitKindToken && !w.Resumed
 }
 
 // wake ends the wait of r (detached): it becomes scheduled at now, with
@@ -180,21 +187,31 @@ func mergeJSON(base, extra string) string {
 // child whose end is not counted yet in its parent's wait (see childFinal),
 // or 0.
 func (s *Store) parentShard(r record) uint32 {
-	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
-		return 0
+	if p := r.uncountedParent(); p != "" {
+		return bit(s.hash(p))
 	}
-	return bit(s.hash(r.x.more.parentID))
+	return 0
+}
+
+// uncountedParent returns the ID of r's parent if r is a child whose end is
+// not counted yet in its parent's wait, or "".
+func (r record) uncountedParent() string {
+	if r.x == nil || r.x.more == nil || r.x.more.counted {
+		return ""
+	}
+	return r.x.more.parentID
 }
 
 // childFinal counts the end of child r (final, or deleted before) in its
 // parent's wait, once; the last one makes the parent due at now. The shards
 // of r and of parentShard(r) must be locked.
 func (s *Store) childFinal(r record, now int64) {
-	if r.x == nil || r.x.more == nil || r.x.more.parentID == "" || r.x.more.counted {
+	parent := r.uncountedParent()
+	if parent == "" {
 		return
 	}
 	r.x.more.counted = true
-	psh, pi, p, ok := s.find(r.x.more.parentID)
+	psh, pi, p, ok := s.find(parent)
 	if !ok || p.state != trigger.StateWaiting {
 		return
 	}
@@ -342,10 +359,10 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	case tk.state != tokenWaiter:
 		return trigger.ResumeDuplicate, "", nil
 	}
-	if !s.waitedOn(key, tk) {
+	sh, i, r, ok := s.waiter(key, tk)
+	if !ok {
 		return trigger.ResumeTooLate, "", nil
 	}
-	sh, i, r, _ := s.find(tk.id)
 	sh.detach(i)
 	sh.recs.setPayload(r, mergeJSON(sh.recs.payload(r), p))
 	r.wake(n, true)
