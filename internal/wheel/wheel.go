@@ -46,28 +46,19 @@
 //
 // # Storage
 //
-// The wheel keeps the timers itself, in nodes of the value and 22 bytes of
-// bookkeeping (48 bytes with padding for a 24-byte value), and hands out a
-// [Timer] handle: the index of the timer's node and a 64-bit generation that
-// the wheel never hands out twice. Nodes live in chunks of 1024 that never
-// move once allocated, and link to each other by index, so the chunks hold no
-// Go pointers besides those inside the values: the garbage collector sees one
-// large object per 1024 timers instead of one object per timer, and nothing to
-// scan for a pointer-free T. Add takes a node from a free list (allocating a
-// chunk only when no node is free) and pushes it at the head of a singly
-// linked list, writing the node and the list's head but no neighbour. Add,
-// Remove and Armed are O(1).
-//
-// With one link per node, Remove cannot unlink a node from the middle of its
-// list. It frees the node at once when it heads its list (as the timer last
-// added there does), and otherwise leaves it linked as a tombstone: Len, the
-// list's count and Armed change at once, and the node is freed when its list
-// is next fired, moved down or walked by the early firing of its tick, at the
-// latest when the wheel reaches the removed timer's instant. So the storage
-// holds the armed timers and the removed ones whose instant the wheel has not
-// reached yet. Whenever no timer is left armed, the wheel drops its lists,
-// tombstones included, and every chunk but the first, so that a burst of a
-// million timers does not pin their memory.
+// The wheel keeps the timers itself, in nodes of the value and 12 bytes of
+// bookkeeping (40 bytes with padding for a 24-byte value). A timer cannot be
+// removed once added: it stays armed until it fires, so the owner must make a
+// stale timer harmless when it fires (the scheduler's claim of a stale timer
+// fails). Nodes live in chunks of 1024 that never move once allocated, and
+// link to each other by index, so the chunks hold no Go pointers besides those
+// inside the values: the garbage collector sees one large object per 1024
+// timers instead of one object per timer, and nothing to scan for a
+// pointer-free T. Add takes a node from a free list (allocating a chunk only
+// when no node is free) and pushes it at the head of a singly linked list,
+// writing the node and the list's head but no neighbour: Add is O(1).
+// Whenever no timer is left armed, the wheel drops every chunk but the first,
+// so that a burst of a million timers does not pin their memory.
 //
 // # Thread safety
 //
@@ -128,32 +119,17 @@ func ringMask(l int) int64 {
 	return upperSlots - 1
 }
 
-// Timer is the handle of an armed timer, returned by [Wheel.Add]. The zero
-// Timer is never armed. A handle goes stale when its timer fires or is
-// removed; a stale handle is never mistaken for a newer timer reusing its
-// storage. A handle means nothing to another Wheel.
-type Timer struct {
-	gen uint64 // the generation of the node while this timer holds it; never 0 when armed
-	i   uint32 // index of the node
-}
-
 const (
 	chunkBits = 10
 	chunkSize = 1 << chunkBits // nodes per chunk
 )
 
-// node holds a timer while it is armed, and while it is a tombstone: removed
-// but still linked in its list. Nodes link to each other by index, so the
-// chunks hold no Go pointers besides those in the values.
+// node holds a timer while it is armed. Nodes link to each other by index, so
+// the chunks hold no Go pointers besides those in the values.
 type node[T any] struct {
 	v    T
-	when int64 // Unix nanoseconds
-	// gen is the handle's generation while the timer is armed, and 0 once it
-	// fired or was removed. Generations come from one counter per wheel, so
-	// that none is ever handed out twice, even across released chunks.
-	gen  uint64
+	when int64  // Unix nanoseconds
 	next uint32 // next node of its list, or of the free list; 0 ends a list
-	list uint16 // 1 + index of the list holding the node
 }
 
 // Wheel is a hierarchical timing wheel. See the package documentation. Use
@@ -162,7 +138,6 @@ type Wheel[T any] struct {
 	tick int64 // nanoseconds
 	cur  int64 // current tick; timers due at or before it are in a due list
 	n    int   // armed timers
-	dead int   // tombstones still linked
 
 	// Timers armed for a tick at or before cur wait in due list gen until the
 	// next Advance, which flips gen before firing the other one: a fire
@@ -181,16 +156,14 @@ type Wheel[T any] struct {
 	chunks []*[chunkSize]node[T]
 	free   uint32
 	top    uint32
-	seq    uint64 // the last generation handed out
 
-	// occupied has bit i set when slot list i has nodes linked, tombstones
-	// included: Advance must walk a level-0 slot to free them.
+	// occupied has bit i set when slot list i has timers.
 	occupied [numSlots / 64]uint64
 	heads    [numLists]uint32
-	// mins[i] is a lower bound of the ticks of the armed timers in list i: the
-	// smallest tick added since it last held none. Remove does not raise it.
+	// mins[i] is a lower bound of the ticks of the timers in list i: the
+	// smallest tick added since it last held none.
 	mins [numLists]int64
-	lens [numLists]int32 // armed timers in each list, tombstones excluded
+	lens [numLists]int32 // timers in each list
 	// whens[i] is a lower bound of the instants (Unix nanoseconds) of the
 	// timers in level-0 slot i, so that Next can name the instant within a
 	// tick, and Advance fire a timer at its instant rather than at the end
@@ -211,56 +184,19 @@ func New[T any](tick time.Duration, now time.Time) *Wheel[T] {
 // Len returns the number of armed timers.
 func (w *Wheel[T]) Len() int { return w.n }
 
-// Armed reports whether t is armed: added and neither fired nor removed since.
-// A timer that is due in the Advance under way but not yet handed to fire is
-// still armed.
-func (w *Wheel[T]) Armed(t Timer) bool {
-	c := int(t.i >> chunkBits)
-	return t.gen != 0 && c < len(w.chunks) && w.chunks[c][t.i%chunkSize].gen == t.gen
-}
-
-// Add arms a timer with value v to fire at when, in O(1), and returns its
-// handle. It allocates only when no node of the wheel's chunks is free: all
-// hold armed timers or tombstones. A timer for an instant the wheel has
+// Add arms a timer with value v to fire at when, in O(1). The timer stays
+// armed until it fires. Add allocates only when no node of the wheel's chunks
+// is free: all hold armed timers. A timer for an instant the wheel has
 // already passed fires at the next Advance.
-func (w *Wheel[T]) Add(v T, when time.Time) Timer {
+func (w *Wheel[T]) Add(v T, when time.Time) {
 	i, n := w.alloc()
-	w.seq++
-	n.v, n.when, n.gen = v, unixNano(when), w.seq
+	n.v, n.when = v, unixNano(when)
 	w.n++
 	if tick := w.tickOf(n.when); tick > w.cur {
 		w.place(i, n, tick)
 	} else {
 		w.push(listDue+w.gen, i, n, tick)
 	}
-	return Timer{gen: w.seq, i: i}
-}
-
-// Remove disarms t in O(1). It reports false, and changes nothing, if t is not
-// armed. The timer's value is dropped at once; its node is freed at once too
-// when it heads its list, and otherwise stays linked as a tombstone until that
-// list is next walked (see the package documentation).
-func (w *Wheel[T]) Remove(t Timer) bool {
-	if !w.Armed(t) {
-		return false
-	}
-	n := w.node(t.i)
-	var zero T
-	n.v, n.gen = zero, 0 // let the value go now
-	l := int(n.list) - 1
-	w.lens[l]--
-	w.n--
-	if w.heads[l] == t.i {
-		w.heads[l] = n.next
-		w.vacate(l)
-		w.release(t.i, n)
-	} else {
-		w.dead++
-	}
-	if w.n == 0 && !w.advancing {
-		w.reset()
-	}
-	return true
 }
 
 // Advance moves the wheel to now and fires every timer armed for an instant
@@ -273,7 +209,7 @@ func (w *Wheel[T]) Remove(t Timer) bool {
 // timers of the upper slots whose blocks come next (see the package
 // documentation).
 //
-// fire may Add and Remove timers. A timer it arms fires in this same call if
+// fire may Add timers. A timer it arms fires in this same call if
 // its tick is after the one being fired and not after now, and otherwise in a
 // later Advance. fire must not call Advance. If fire panics, the wheel stays
 // consistent and the timers it has not reached stay armed.
@@ -310,8 +246,7 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(v T, when time.Time)) {
 // fireEarly fires the timers of the next tick whose instant is at or before
 // now: a tick is the granularity of the slots, not of the firing. It moves
 // them to a list of their own before firing any, so that fire may change
-// the slot, frees the slot's tombstones on the way, and leaves the slot's
-// whens exact.
+// the slot, and leaves the slot's whens exact.
 func (w *Wheel[T]) fireEarly(now int64, fire func(T, time.Time)) {
 	s := int((w.cur + 1) & (level0Slots - 1))
 	if w.heads[s] == 0 || w.whens[s] > now {
@@ -321,16 +256,11 @@ func (w *Wheel[T]) fireEarly(now int64, fire func(T, time.Time)) {
 	for link := &w.heads[s]; *link != 0; {
 		i := *link
 		n := w.node(i)
-		switch {
-		case n.gen == 0:
-			*link = n.next
-			w.dead--
-			w.release(i, n)
-		case n.when <= now:
+		if n.when <= now {
 			*link = n.next
 			w.lens[s]--
 			w.push(listEarly, i, n, w.cur+1)
-		default:
+		} else {
 			rest = min(rest, n.when)
 			link = &n.next
 		}
@@ -345,14 +275,8 @@ func (w *Wheel[T]) fireEarly(now int64, fire func(T, time.Time)) {
 // timer's instant when the timer is on level 0 (the coming 256 to 512 ticks),
 // that instant rounded up to the tick on the upper levels, or earlier: when a
 // large upper slot is being moved down ahead of its block, Next asks for an
-// Advance every few ticks so that the move is spread out. After Remove, Next
-// may also still report the removed timer's instant (on level 0, while its
-// tombstone waits in the slot) or tick (on the upper levels and in the
-// overflow, where the slot's lower bound is not raised), where Advance fires
-// nothing; it is exact again after that Advance. So each Remove costs the
-// driver at most one needless wake-up, where recomputing the minimum would
-// make Remove or Next O(timers in the slot). A result before the last Advance
-// means "now". Next is O(levels).
+// Advance every few ticks so that the move is spread out. A result before
+// the last Advance means "now". Next is O(levels).
 func (w *Wheel[T]) Next() (time.Time, bool) {
 	if w.n == 0 {
 		return time.Time{}, false
@@ -483,17 +407,15 @@ func (w *Wheel[T]) pending(l int) (slot int, left int64) {
 // precascade moves down a share of each pending upper slot: the share of the
 // ticks left before its block starts that the wheel moved through since the
 // last call (within the current block), so that the slot is empty by then.
-// It frees the tombstones it meets, and the rest of them once the slot holds
-// no armed timer.
 func (w *Wheel[T]) precascade() {
 	last := w.moved
 	w.moved = w.cur
 	for l := 1; l <= upperLevels; l++ {
 		s, left := w.pending(l)
-		if w.heads[s] == 0 || left <= 0 {
+		n := int64(w.lens[s])
+		if n == 0 || left <= 0 {
 			continue // left <= 0: the block start overflows; far out of reach
 		}
-		n := int64(w.lens[s])
 		blockStart := w.cur >> blockShift(l-1) << blockShift(l-1)
 		moved := max(w.cur-max(last, blockStart), 1)
 		k := n
@@ -501,35 +423,18 @@ func (w *Wheel[T]) precascade() {
 			k = min(n, max((n*moved+left-1)/left, precascadeBatch/4))
 		}
 		w.moves += int(k)
-		for k > 0 {
+		for ; k > 0; k-- {
 			i := w.heads[s]
 			nd := w.node(i)
 			w.heads[s] = nd.next
-			if nd.gen == 0 {
-				w.dead--
-				w.release(i, nd)
-				continue
-			}
 			w.lens[s]--
-			k--
 			w.place(i, nd, w.tickOf(nd.when))
-		}
-		if w.lens[s] == 0 {
-			for i := w.heads[s]; i != 0; {
-				nd := w.node(i)
-				next := nd.next
-				w.dead--
-				w.release(i, nd)
-				i = next
-			}
-			w.heads[s] = 0
 		}
 		w.vacate(s)
 	}
 }
 
-// replace empties list l, places each of its armed timers again and frees
-// its tombstones.
+// replace empties list l and places each of its timers again.
 func (w *Wheel[T]) replace(l int) {
 	i := w.heads[l]
 	if i == 0 {
@@ -542,18 +447,12 @@ func (w *Wheel[T]) replace(l int) {
 	for i != 0 {
 		n := w.node(i)
 		next := n.next
-		if n.gen == 0 {
-			w.dead--
-			w.release(i, n)
-		} else {
-			w.place(i, n, w.tickOf(n.when))
-		}
+		w.place(i, n, w.tickOf(n.when))
 		i = next
 	}
 }
 
-// drain disarms and fires the timers of list l until it is empty, and frees
-// its tombstones. Each node is unlinked and freed before fire sees its value,
+// drain disarms and fires the timers of list l until it is empty. Each node is unlinked and freed before fire sees its value,
 // so that fire may reuse it and a panic in fire leaves the list consistent.
 func (w *Wheel[T]) drain(l int, fire func(T, time.Time)) {
 	var zero T
@@ -561,13 +460,8 @@ func (w *Wheel[T]) drain(l int, fire func(T, time.Time)) {
 		n := w.node(i)
 		w.heads[l] = n.next
 		w.vacate(l)
-		if n.gen == 0 {
-			w.dead--
-			w.release(i, n)
-			continue
-		}
 		v, when := n.v, n.when
-		n.v, n.gen = zero, 0
+		n.v = zero
 		w.lens[l]--
 		w.n--
 		w.release(i, n)
@@ -587,7 +481,7 @@ func (w *Wheel[T]) place(i uint32, n *node[T], tick int64) {
 	w.push(listOverflow, i, n, tick)
 }
 
-// push links the armed node i at the head of list l. It writes the node and
+// push links the node i at the head of list l. It writes the node and
 // the list's own fields, never the old head.
 func (w *Wheel[T]) push(l int, i uint32, n *node[T], tick int64) {
 	if w.lens[l] == 0 {
@@ -604,7 +498,7 @@ func (w *Wheel[T]) push(l int, i uint32, n *node[T], tick int64) {
 	if l < numSlots {
 		w.occupied[l/64] |= 1 << (l % 64)
 	}
-	n.next, n.list = w.heads[l], uint16(l+1)
+	n.next = w.heads[l]
 	w.heads[l] = i
 	w.lens[l]++
 }
@@ -637,21 +531,15 @@ func (w *Wheel[T]) alloc() (uint32, *node[T]) {
 	return i, w.node(i)
 }
 
-// release puts the unlinked node i, disarmed and with its value zeroed, on
-// the free list.
+// release puts the unlinked node i, with its value zeroed, on the free list.
 func (w *Wheel[T]) release(i uint32, n *node[T]) {
 	n.next = w.free
 	w.free = i
 }
 
-// reset drops every list and all chunks but the first once no timer is armed:
-// what is still linked is tombstones. It keeps the wheel's position.
+// reset drops all chunks but the first once no timer is armed, so that no
+// list is linked. It keeps the wheel's position.
 func (w *Wheel[T]) reset() {
-	if w.dead > 0 {
-		clear(w.heads[:])
-		clear(w.occupied[:])
-		w.dead = 0
-	}
 	if len(w.chunks) > 1 {
 		clear(w.chunks[1:])
 		w.chunks = w.chunks[:1]

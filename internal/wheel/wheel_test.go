@@ -23,13 +23,13 @@ func at(ticks int64, extra time.Duration) time.Time {
 	return time.Unix(0, (base+ticks)*int64(time.Millisecond)).Add(extra)
 }
 
-// where describes the list holding t: "L<level>/<slot>", "due", "overflow"
-// or "unarmed".
-func where[T any](w *Wheel[T], t Timer) string {
-	if !w.Armed(t) {
+// where describes the list holding the timer with value v: "L<level>/<slot>",
+// "due", "overflow" or "unarmed".
+func where[T comparable](w *Wheel[T], v T) string {
+	i := listWith(w, v)
+	switch {
+	case i < 0:
 		return "unarmed"
-	}
-	switch i := int(w.node(t.i).list) - 1; {
 	case i < level0Slots:
 		return fmt.Sprintf("L0/%d", i)
 	case i < numSlots:
@@ -42,29 +42,31 @@ func where[T any](w *Wheel[T], t Timer) string {
 	return "?"
 }
 
+// listWith returns the list holding the timer with value v, or -1.
+func listWith[T comparable](w *Wheel[T], v T) int {
+	for i := range numLists {
+		for x := w.heads[i]; x != 0; x = w.node(x).next {
+			if w.node(x).v == v {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // check verifies every structural invariant of w, storage included: every
-// node below top is either linked or free, tombstones and free nodes hold no
-// value, and no chunk is kept beyond the used ones. It must not be called
-// from a fire callback.
+// node below top is either linked or free, free nodes hold no value, and no
+// chunk is kept beyond the used ones. It must not be called from a fire
+// callback.
 func check[T any](t *testing.T, w *Wheel[T]) {
 	t.Helper()
-	n, dead, linked := 0, 0, 0
+	n, linked := 0, 0
 	var lens [numLists]int32
 	for i := range numLists {
 		for x := w.heads[i]; x != 0; x = w.node(x).next {
 			nd := w.node(x)
 			if linked++; linked >= int(w.top) {
 				t.Fatalf("list %d: more nodes linked than used, a cycle", i)
-			}
-			if int(nd.list) != i+1 {
-				t.Fatalf("list %d: node %d says list %d", i, x, int(nd.list)-1)
-			}
-			if nd.gen == 0 {
-				if !reflect.ValueOf(nd.v).IsZero() {
-					t.Fatalf("list %d: tombstone %d keeps its value", i, x)
-				}
-				dead++
-				continue
 			}
 			n++
 			tick := w.tickOf(nd.when)
@@ -90,16 +92,16 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 			t.Fatalf("slot %d: occupancy bit disagrees with its list", i)
 		}
 	}
-	if n != w.n || dead != w.dead {
-		t.Fatalf("%d timers and %d tombstones linked, Len %d, dead %d", n, dead, w.n, w.dead)
+	if n != w.n {
+		t.Fatalf("%d timers linked, Len %d", n, w.n)
 	}
 	free := 0
 	for x := w.free; x != 0; x = w.node(x).next {
 		if free++; x >= w.top || free >= int(w.top) {
 			t.Fatalf("free list: node %d beyond top %d, or a cycle", x, w.top)
 		}
-		if nd := w.node(x); nd.gen != 0 || !reflect.ValueOf(nd.v).IsZero() {
-			t.Fatalf("free node %d is armed or keeps its value", x)
+		if nd := w.node(x); !reflect.ValueOf(nd.v).IsZero() {
+			t.Fatalf("free node %d keeps its value", x)
 		}
 	}
 	if linked+free != int(w.top)-1 {
@@ -180,8 +182,8 @@ func TestPlacement(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			w := New[int](ms, at(tt.cur, 0))
-			tm := w.Add(0, tt.when)
-			if got := where(w, tm); got != tt.want {
+			w.Add(0, tt.when)
+			if got := where(w, 0); got != tt.want {
 				t.Errorf("placed in %s, want %s", got, tt.want)
 			}
 			check(t, w)
@@ -192,14 +194,13 @@ func TestPlacement(t *testing.T) {
 func TestCascade(t *testing.T) {
 	t.Parallel()
 	w := New[string](time.Millisecond, at(0, 0))
-	timers := map[string]Timer{}
 	for name, when := range map[string]int64{
 		"a": 600,                       // level 1, moved down ahead of its block
 		"b": 1<<15 + 5<<8 + 7,          // level 2, then level 1 slot 5, then level 0 slot 263
 		"c": 1<<27 + 3,                 // overflow, then level 3, then level 0
 		"d": 1<<27 + 2<<20 + 1<<14 + 1, // overflow, then level 3, 2, 1, 0
 	} {
-		timers[name] = w.Add(name, at(when, 0))
+		w.Add(name, at(when, 0))
 	}
 	steps := []struct {
 		to    int64             // Advance to base + to ticks
@@ -226,7 +227,7 @@ func TestCascade(t *testing.T) {
 			t.Errorf("advance to +%d fired %v, want %v", s.to, fired, s.fired)
 		}
 		for name, want := range s.where {
-			if got := where(w, timers[name]); got != want {
+			if got := where(w, name); got != want {
 				t.Errorf("after advance to +%d: %s in %s, want %s", s.to, name, got, want)
 			}
 		}
@@ -270,211 +271,29 @@ func TestCascadeIsSpread(t *testing.T) {
 	t.Logf("%d wake-ups, at most %d timers moved by one Advance, %d moves in all", wakes, most, w.moves)
 }
 
-func TestRemove(t *testing.T) {
-	t.Parallel()
-	w := New[int](time.Millisecond, at(0, 0))
-	if w.Remove(Timer{}) || w.Armed(Timer{}) {
-		t.Fatal("zero Timer reported armed")
-	}
-	a := w.Add(1, at(10, 0))
-	b := w.Add(2, at(10, 0)) // above a in slot 10
-	c := w.Add(3, at(5000, 0))
-	if w.Len() != 3 || where(w, a) != "L0/10" || where(w, c) != "L1/19" {
-		t.Fatalf("Len %d, a in %s, c in %s", w.Len(), where(w, a), where(w, c))
-	}
-	if !w.Remove(a) || w.Remove(a) || w.Armed(a) || w.Len() != 2 {
-		t.Fatal("Remove of a: want true once, then false, unarmed, Len 2")
-	}
-	if w.dead != 1 {
-		t.Fatalf("a, under b, left %d tombstones, want 1", w.dead)
-	}
-	check(t, w)
-	var fired []int
-	var whens []time.Time
-	w.Advance(at(5000, 0), func(v int, when time.Time) {
-		fired = append(fired, v)
-		whens = append(whens, when)
-	})
-	if !slices.Equal(fired, []int{2, 3}) || w.Len() != 0 || w.Armed(b) || w.Armed(c) {
-		t.Fatalf("fired %v, Len %d; want [2 3], 0", fired, w.Len())
-	}
-	if want := []time.Time{at(10, 0), at(5000, 0)}; !slices.EqualFunc(whens, want, time.Time.Equal) {
-		t.Errorf("fired with instants %v, want %v", whens, want)
-	}
-	check(t, w)
-}
-
-// TestHandles checks that a handle goes stale when its timer fires or is
-// removed, and stays stale once a newer timer reuses its node.
-func TestHandles(t *testing.T) {
-	t.Parallel()
-	const ms = time.Millisecond
-	w := New[string](ms, at(0, 0))
-	keep := w.Add("keep", at(1000, 0)) // keeps the wheel from emptying
-	fired := w.Add("fired", at(1, 0))
-	w.Advance(at(1, 0), func(string, time.Time) {})
-	removed := w.Add("removed", at(2, 0))
-	if removed.i != fired.i {
-		t.Fatalf("a new timer took node %d, not the freed node %d", removed.i, fired.i)
-	}
-	if w.Armed(fired) || !w.Armed(removed) {
-		t.Fatal("after the node's reuse: want the fired handle stale, the new one armed")
-	}
-	if w.Remove(fired) || !w.Armed(removed) || w.Len() != 2 {
-		t.Fatal("Remove through the fired handle disarmed the timer reusing its node")
-	}
-	if !w.Remove(removed) {
-		t.Fatal("Remove of an armed timer returned false")
-	}
-	reused := w.Add("reused", at(3, 0))
-	if reused.i != removed.i || w.Armed(removed) || w.Remove(removed) || !w.Armed(reused) {
-		t.Fatalf("node %d reused for node %d: want the removed handle stale", reused.i, removed.i)
-	}
-	var got []string
-	w.Advance(at(1000, 0), func(v string, _ time.Time) { got = append(got, v) })
-	if !slices.Equal(got, []string{"reused", "keep"}) || w.Armed(keep) || w.Armed(reused) {
-		t.Errorf("fired %v, want [reused keep], both stale", got)
-	}
-	check(t, w)
-}
-
-// snapshot returns a deep copy of w's state, nodes included.
-func snapshot[T any](w *Wheel[T]) Wheel[T] {
-	c := *w
-	c.chunks = nil
-	for _, ch := range w.chunks {
-		cp := *ch
-		c.chunks = append(c.chunks, &cp)
-	}
-	return c
-}
-
-// TestRemoveStale checks that Remove of a handle that is not armed returns
-// false and writes nothing.
-func TestRemoveStale(t *testing.T) {
-	t.Parallel()
-	w := New[int](time.Millisecond, at(0, 0))
-	var handles []Timer
-	for i := range 3000 { // three chunks
-		handles = append(handles, w.Add(i, at(int64(i%700), 0)))
-	}
-	for _, h := range handles[:100] {
-		w.Remove(h)
-	}
-	w.Advance(at(300, 0), func(int, time.Time) {})
-	check(t, w)
-	a, z := handles[2000], handles[2500] // due at 600 and 400 ms
-	if !w.Armed(a) || !w.Armed(z) {
-		t.Fatal("timers due after the Advance are not armed")
-	}
-	stale := []Timer{
-		{},
-		handles[0],               // removed
-		handles[1],               // removed, a tombstone or freed
-		handles[300],             // fired
-		{gen: a.gen + 1, i: a.i}, // the next timer's generation on a's node
-		{gen: a.gen, i: a.i + 1}, // a's generation on the next node
-		{gen: z.gen + 1, i: z.i}, // a generation not handed out yet
-		{gen: z.gen, i: 1 << 30}, // beyond the chunks
-	}
-	before := snapshot(w)
-	for _, h := range stale {
-		if w.Armed(h) || w.Remove(h) {
-			t.Errorf("handle %+v: reported armed", h)
-		}
-	}
-	if after := snapshot(w); !reflect.DeepEqual(before, after) {
-		t.Error("Remove of stale handles changed the wheel")
-	}
-}
-
-// TestTombstones removes timers under others, in every kind of list, and
-// checks that their nodes are freed as the wheel walks their lists.
-func TestTombstones(t *testing.T) {
-	t.Parallel()
-	w := New[int](time.Millisecond, at(0, 0))
-	keep := w.Add(-1, at(1<<27+5, 0)) // overflow, keeps the wheel from emptying
-	var doomed []Timer
-	for _, when := range []int64{-5, 3, 300, 600, 1 << 15, 1 << 21, 1 << 27} {
-		doomed = append(doomed, w.Add(0, at(when, 0)), w.Add(0, at(when+1, 0)))
-		w.Add(1, at(when+1, 0)) // above both when they share a list
-	}
-	for _, h := range doomed {
-		w.Remove(h)
-	}
-	check(t, w)
-	if w.dead == 0 {
-		t.Fatal("no tombstone left")
-	}
-	fired := 0
-	for w.Len() > 1 {
-		now, _ := w.Next()
-		w.Advance(now, func(v int, _ time.Time) {
-			if v != 1 {
-				t.Fatalf("fired %d", v)
-			}
-			fired++
-		})
-		check(t, w)
-	}
-	if fired != 7 || w.dead != 0 || !w.Armed(keep) {
-		t.Errorf("fired %d, %d tombstones left; want 7 and none", fired, w.dead)
-	}
-
-	// Removing every timer drops the tombstones at once.
-	var all []Timer
-	for i := range 6 {
-		all = append(all, w.Add(i, at(1<<26+9, 0)))
-	}
-	w.Remove(keep)
-	for _, h := range all { // the oldest first: tombstones
-		w.Remove(h)
-	}
-	check(t, w)
-	if w.Len() != 0 || w.dead != 0 || w.top != 1 {
-		t.Errorf("after removing all: Len %d, %d tombstones, top %d; want 0, 0, 1", w.Len(), w.dead, w.top)
-	}
-	if _, ok := w.Next(); ok {
-		t.Error("Next reported a timer with none armed")
-	}
-}
-
 // TestChunksReleased arms enough timers for several chunks and checks that
-// all but the first are released when the last timer fires or is removed,
-// and that handles into them stay stale once new chunks replace them.
+// all but the first are released when the last timer fires, round after
+// round.
 func TestChunksReleased(t *testing.T) {
 	t.Parallel()
 	const n = 5*chunkSize - 1 // node 0 is never used
 	w := New[string](time.Millisecond, at(0, 0))
-	for round, empty := range []string{"fire", "remove"} {
+	for round := range 2 {
 		start := int64(round) * 10000
-		handles := make([]Timer, n)
-		for i := range handles {
-			handles[i] = w.Add(fmt.Sprint(i), at(start+int64(1+i%2000), 0))
+		for i := range n {
+			w.Add(fmt.Sprint(i), at(start+int64(1+i%2000), 0))
 		}
 		if len(w.chunks) != 5 {
 			t.Fatalf("%d chunks for %d timers, want 5", len(w.chunks), n)
 		}
 		first := w.chunks[0]
-		switch empty {
-		case "fire":
-			w.Advance(at(start+3000, 0), func(string, time.Time) {})
-		case "remove":
-			for _, h := range handles {
-				w.Remove(h)
-			}
-		}
+		w.Advance(at(start+3000, 0), func(string, time.Time) {})
 		check(t, w)
 		if len(w.chunks) != 1 || w.chunks[0] != first || w.top != 1 {
-			t.Fatalf("emptied by %s: %d chunks, top %d; want the first chunk only", empty, len(w.chunks), w.top)
+			t.Fatalf("round %d: %d chunks, top %d; want the first chunk only", round, len(w.chunks), w.top)
 		}
 		for i := range n { // new chunks again
 			w.Add("new", at(start+int64(5000+i%2000), 0))
-		}
-		for _, h := range handles {
-			if w.Armed(h) || w.Remove(h) {
-				t.Fatalf("emptied by %s: handle %+v armed on a new chunk", empty, h)
-			}
 		}
 		w.Advance(at(start+8000, 0), func(string, time.Time) {})
 		check(t, w)
@@ -482,8 +301,7 @@ func TestChunksReleased(t *testing.T) {
 }
 
 // TestAddAllocs checks that a wheel in steady state, whose timers fire as
-// others are armed, removed under others or added and removed at once,
-// reuses its nodes and allocates nothing. It is not parallel: AllocsPerRun
+// others are armed, reuses its nodes and allocates nothing. It is not parallel: AllocsPerRun
 // counts the allocations of the whole process.
 func TestAddAllocs(t *testing.T) {
 	w := New[[24]byte](time.Millisecond, at(0, 0))
@@ -495,16 +313,14 @@ func TestAddAllocs(t *testing.T) {
 			now = now.Add(time.Millisecond)
 			w.Advance(now, fire)
 			w.Add(v, now.Add(time.Second))
-			under := w.Add(v, now.Add(300*time.Millisecond))
 			w.Add(v, now.Add(300*time.Millisecond))
-			w.Remove(under) // a tombstone, freed in 300 ms
-			w.Remove(w.Add(v, now.Add(time.Hour)))
+			w.Add(v, now.Add(300*time.Millisecond))
 		}
 	}
 	step() // the wheel reaches its steady size
 	// One run, so that a single allocation is not rounded away.
 	if allocs := testing.AllocsPerRun(1, step); allocs != 0 {
-		t.Errorf("%v allocations in %d Adds in steady state, want 0", allocs, 8*chunkSize)
+		t.Errorf("%v allocations in %d Adds in steady state, want 0", allocs, 6*chunkSize)
 	}
 	check(t, w)
 }
@@ -513,47 +329,21 @@ func TestFireCallback(t *testing.T) {
 	t.Parallel()
 	const ms = time.Millisecond
 
-	t.Run("remove pending and fired timers", func(t *testing.T) {
-		t.Parallel()
-		w := New[string](ms, at(0, 0))
-		a := w.Add("a", at(1, 0))
-		w.Add("b", at(2, 0))
-		c := w.Add("c", at(400, 0)) // another level, due in the same Advance
-		var fired []string
-		w.Advance(at(1000, 0), func(v string, _ time.Time) {
-			fired = append(fired, v)
-			switch v {
-			case "a":
-				if !w.Remove(c) {
-					t.Error("Remove of a pending timer from fire returned false")
-				}
-			case "b":
-				if w.Remove(a) {
-					t.Error("Remove of an already fired timer returned true")
-				}
-			}
-		})
-		if !slices.Equal(fired, []string{"a", "b"}) || w.Len() != 0 {
-			t.Errorf("fired %v, Len %d; want [a b], 0", fired, w.Len())
-		}
-		check(t, w)
-	})
-
 	t.Run("re-add in the future fires again in the same Advance", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
-		tm := w.Add(0, at(10, 0))
+		w.Add(0, at(10, 0))
 		var fired []time.Time
 		w.Advance(at(35, 0), func(v int, when time.Time) {
 			fired = append(fired, when)
-			tm = w.Add(v, when.Add(10*ms)) // a periodic timer catching up
+			w.Add(v, when.Add(10*ms)) // a periodic timer catching up
 		})
 		want := []time.Time{at(10, 0), at(20, 0), at(30, 0)}
 		if !slices.EqualFunc(fired, want, time.Time.Equal) {
 			t.Errorf("fired at %v, want %v", fired, want)
 		}
-		if next, _ := w.Next(); !w.Armed(tm) || !next.Equal(at(40, 0)) {
-			t.Errorf("want re-armed for +40ms, got armed %v, Next %v", w.Armed(tm), next)
+		if next, _ := w.Next(); w.Len() != 1 || !next.Equal(at(40, 0)) {
+			t.Errorf("want re-armed for +40ms, got Len %d, Next %v", w.Len(), next)
 		}
 		check(t, w)
 	})
@@ -561,16 +351,16 @@ func TestFireCallback(t *testing.T) {
 	t.Run("re-add in the past fires at the next Advance", func(t *testing.T) {
 		t.Parallel()
 		w := New[int](ms, at(0, 0))
-		tm := w.Add(0, at(-5, 0)) // already due
+		w.Add(0, at(-5, 0)) // already due
 		n := 0
 		fire := func(v int, _ time.Time) {
 			n++
-			tm = w.Add(v, at(-1000, 0))
+			w.Add(v, at(-1000, 0))
 		}
 		for i := 1; i <= 3; i++ {
 			w.Advance(at(0, 0), fire)
-			if n != i || !w.Armed(tm) {
-				t.Fatalf("Advance %d: fired %d times, armed %v; want %d, true", i, n, w.Armed(tm), i)
+			if n != i || w.Len() != 1 {
+				t.Fatalf("Advance %d: fired %d times, Len %d; want %d, 1", i, n, w.Len(), i)
 			}
 			check(t, w)
 		}
@@ -579,47 +369,18 @@ func TestFireCallback(t *testing.T) {
 		}
 	})
 
-	t.Run("move a pending timer away", func(t *testing.T) {
-		t.Parallel()
-		w := New[string](ms, at(0, 0))
-		timers := map[string]Timer{
-			"a": w.Add("a", at(1, 0)),
-			"b": w.Add("b", at(1, 0)), // same tick as a
-		}
-		var fired []string
-		w.Advance(at(100, 0), func(v string, _ time.Time) {
-			fired = append(fired, v)
-			other := map[string]string{"a": "b", "b": "a"}[v]
-			if w.Remove(timers[other]) {
-				timers[other] = w.Add(other, at(200, 0))
-			}
-		})
-		if len(fired) != 1 || w.Len() != 1 {
-			t.Fatalf("fired %v, Len %d; want one fired, one moved", fired, w.Len())
-		}
-		check(t, w)
-		w.Advance(at(200, 0), func(v string, _ time.Time) { fired = append(fired, v) })
-		if len(fired) != 2 || fired[0] == fired[1] {
-			t.Errorf("fired %v, want a and b once each", fired)
-		}
-	})
-
-	t.Run("add and remove many", func(t *testing.T) {
+	t.Run("add many", func(t *testing.T) {
 		t.Parallel()
 		// Each fired timer arms three (one in the past, one later in this
-		// Advance, one after it) and removes a pending one: the wheel grows
-		// chunks and reuses nodes while it fires.
-		type pending struct {
-			h Timer
-			v int
-		}
+		// Advance, one after it): the wheel grows chunks and reuses nodes
+		// while it fires.
 		w := New[int](ms, at(0, 0))
-		var timers []pending
+		added := 0
 		armed := map[int]bool{}
 		add := func(when time.Time) {
-			v := len(timers)
-			armed[v] = true
-			timers = append(timers, pending{w.Add(v, when), v})
+			armed[added] = true
+			w.Add(added, when)
+			added++
 		}
 		for i := range 200 {
 			add(at(int64(i), 0))
@@ -637,9 +398,6 @@ func TestFireCallback(t *testing.T) {
 			add(at(-1, 0))
 			add(when.Add(ms))
 			add(at(5000, 0))
-			if p := timers[fires*7919%len(timers)]; w.Remove(p.h) {
-				delete(armed, p.v)
-			}
 		}
 		w.Advance(now, fire)
 		check(t, w)
@@ -704,47 +462,47 @@ func TestNext(t *testing.T) {
 		}
 		return n
 	}
-	far := w.Add(0, at(3<<26+12345, 0)) // overflow
+	// advance moves to now and checks that it fires exactly want.
+	advance := func(now time.Time, want ...int) {
+		t.Helper()
+		var fired []int
+		w.Advance(now, func(v int, _ time.Time) { fired = append(fired, v) })
+		if !slices.Equal(fired, want) {
+			t.Errorf("Advance to %v fired %v, want %v", now, fired, want)
+		}
+	}
+	w.Add(1, at(3<<26+12345, 0)) // overflow
 	if got := next(); !got.Equal(at(3<<26+12345, 0)) {
 		t.Errorf("overflow only: Next %v", got)
 	}
-	mid := w.Add(0, at(70000, 1)) // level 2, not on the grid: rounds up
+	w.Add(2, at(70000, 1)) // level 2, not on the grid: rounds up
 	if got := next(); !got.Equal(at(70001, 0)) {
 		t.Errorf("level 2: Next %v, want %v", got, at(70001, 0))
 	}
-	w.Add(0, at(70001+50, 0)) // same level-2 slot, later
-	near := w.Add(0, at(7, 0))
+	w.Add(3, at(70001+50, 0)) // same level-2 slot, later
+	w.Add(4, at(7, 0))
 	if got := next(); !got.Equal(at(7, 0)) {
 		t.Errorf("level 0: Next %v", got)
 	}
-	w.Remove(near) // the last added to its slot: freed at once
+	advance(next(), 4)
 	if got := next(); !got.Equal(at(70001, 0)) {
-		t.Errorf("after removing the level-0 timer: Next %v", got)
+		t.Errorf("after the level-0 timer fired: Next %v", got)
 	}
-	// Removing the earliest of an upper slot leaves Next early; one empty
-	// Advance there makes it exact.
-	w.Remove(mid)
-	if got := next(); got.After(at(70051, 0)) {
-		t.Errorf("after removing the earliest of a slot: Next %v, later than the next timer", got)
-	}
-	w.Advance(next(), func(int, time.Time) { t.Error("fired early") })
+	advance(next(), 2)
 	if got := next(); !got.Equal(at(70051, 0)) {
-		t.Errorf("after the empty Advance: Next %v, want %v", got, at(70051, 0))
+		t.Errorf("after the earliest of a slot fired: Next %v, want %v", got, at(70051, 0))
 	}
-	// So does a level-0 tombstone: a timer removed under another of its tick.
-	under := w.Add(0, at(70051-1, 1))
-	w.Add(0, at(70051-1, 2))
-	w.Remove(under)
-	w.Advance(next(), func(int, time.Time) { t.Error("fired early") })
+	// On level 0, Next names the instant within the tick.
+	w.Add(5, at(70051-1, 2))
 	if got := next(); !got.Equal(at(70051-1, 2)) {
-		t.Errorf("after the tombstone's wake-up: Next %v, want %v", got, at(70051-1, 2))
+		t.Errorf("level 0 within a tick: Next %v, want %v", got, at(70051-1, 2))
 	}
-	due := w.Add(0, at(-10, 0))
+	w.Add(6, at(-10, 0))
 	if got := next(); !got.Equal(at(-10, 0)) {
 		t.Errorf("with an overdue timer: Next %v, want %v", got, at(-10, 0))
 	}
-	w.Remove(due)
-	w.Remove(far)
+	advance(next(), 6)
+	advance(at(3<<26+12345, 0), 5, 3, 1)
 	w.Add(0, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
 	w.Advance(at(1<<30, 0), func(int, time.Time) {})
 	if got := next(); !got.Equal(time.Unix(0, 1<<63-1)) {
@@ -755,52 +513,44 @@ func TestNext(t *testing.T) {
 
 // TestDriveByNext drives the wheel as the scheduler does, advancing only to
 // the instants Next reports: every timer must fire between its instant and
-// that instant rounded up to the tick (at its instant once it is on level 0), and the wake-ups that fire nothing must not
-// outnumber the removals that made Next early.
+// that instant rounded up to the tick (at its instant once it is on level 0),
+// and no wake-up may fire nothing.
 func TestDriveByNext(t *testing.T) {
 	t.Parallel()
-	for _, removals := range []int{0, 300} {
-		t.Run(fmt.Sprint("removals=", removals), func(t *testing.T) {
-			t.Parallel()
-			rng := rand.New(rand.NewPCG(7, uint64(removals)))
-			const tick = 3 * time.Millisecond // not a divisor of a second
-			start := time.Date(2031, 5, 6, 7, 8, 9, 10, time.UTC)
-			w := New[int](tick, start)
-			timers := make([]Timer, 2000)
-			for i := range timers {
-				timers[i] = w.Add(i, start.Add(randOffset(rng, int64(tick))))
-			}
-			for range removals {
-				w.Remove(timers[rng.IntN(len(timers))])
-			}
-			check(t, w)
-			empty, exact := 0, 0
-			for w.Len() > 0 {
-				now, _ := w.Next()
-				fired := 0
-				w.Advance(now, func(_ int, when time.Time) {
-					fired++
-					if when.Before(start) {
-						return
-					}
-					if latest := roundUp(when, tick); now.Before(when) || now.After(latest) {
-						t.Errorf("timer due %v fired at %v, want from its instant to %v", when, now, latest)
-					}
-					if now.Equal(when) {
-						exact++
-					}
-				})
-				if fired == 0 {
-					empty++
-				}
-			}
-			check(t, w)
-			if empty > removals {
-				t.Errorf("%d empty wake-ups for %d removals", empty, removals)
-			}
-			t.Logf("%d empty wake-ups for %d removals; %d of %d timers fired at their very instant", empty, removals, exact, len(timers)-removals)
-		})
+	const n = 2000
+	rng := rand.New(rand.NewPCG(7, 0))
+	const tick = 3 * time.Millisecond // not a divisor of a second
+	start := time.Date(2031, 5, 6, 7, 8, 9, 10, time.UTC)
+	w := New[int](tick, start)
+	for i := range n {
+		w.Add(i, start.Add(randOffset(rng, int64(tick))))
 	}
+	check(t, w)
+	empty, exact := 0, 0
+	for w.Len() > 0 {
+		now, _ := w.Next()
+		fired := 0
+		w.Advance(now, func(_ int, when time.Time) {
+			fired++
+			if when.Before(start) {
+				return
+			}
+			if latest := roundUp(when, tick); now.Before(when) || now.After(latest) {
+				t.Errorf("timer due %v fired at %v, want from its instant to %v", when, now, latest)
+			}
+			if now.Equal(when) {
+				exact++
+			}
+		})
+		if fired == 0 {
+			empty++
+		}
+	}
+	check(t, w)
+	if empty > 0 {
+		t.Errorf("%d empty wake-ups", empty)
+	}
+	t.Logf("%d of %d timers fired at their very instant", exact, n)
 }
 
 func roundUp(t time.Time, tick time.Duration) time.Time {
@@ -833,30 +583,28 @@ func randOffset(rng *rand.Rand, tick int64) time.Duration {
 	return time.Duration(rng.Int64N(span * tick))
 }
 
-// TestAgainstReference runs random Add, Remove and Advance calls against a
-// map of armed timers and checks that each Advance fires exactly the timers
-// due by then, none early, none twice, none lost, in tick order.
+// TestAgainstReference runs random Add and Advance calls against a map of
+// armed timers and checks that each Advance fires exactly the timers due by
+// then, none early, none twice, none lost, in tick order.
 func TestAgainstReference(t *testing.T) {
 	t.Parallel()
 	for _, tick := range []time.Duration{1, time.Millisecond, 7 * time.Microsecond} {
-		for _, removes := range []bool{false, true} {
-			t.Run(fmt.Sprintf("tick=%v/removes=%v", tick, removes), func(t *testing.T) {
-				t.Parallel()
-				for seed := range uint64(8) {
-					runReference(t, int64(tick), removes, seed)
-				}
-			})
-		}
+		t.Run(fmt.Sprintf("tick=%v", tick), func(t *testing.T) {
+			t.Parallel()
+			for seed := range uint64(8) {
+				runReference(t, int64(tick), seed)
+			}
+		})
 	}
 }
 
-func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
+func runReference(t *testing.T, tick int64, seed uint64) {
+	const timers = 200 // timer i has value i
 	rng := rand.New(rand.NewPCG(seed, uint64(tick)))
 	now := time.Date(2030, 1, 1, 0, 0, 0, 123456789, time.UTC).UnixNano()
 	w := New[int](time.Duration(tick), time.Unix(0, now))
-	cur := floorDiv(now, tick)   // the reference's idea of the wheel position
-	timers := make([]Timer, 200) // timer i has value i
-	armed := map[int]int64{}     // timer index -> when
+	cur := floorDiv(now, tick) // the reference's idea of the wheel position
+	armed := map[int]int64{}   // timer index -> when
 	ceilTick := func(when int64) int64 { return -floorDiv(-when, tick) }
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -865,24 +613,14 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 
 	for step := range 2000 {
 		switch r := rng.IntN(10); {
-		case r < 5: // Add, or re-arm an armed timer (Remove, Add) when removes is set
-			i := rng.IntN(len(timers))
+		case r < 5: // Add a timer that is not armed
+			i := rng.IntN(timers)
 			if _, ok := armed[i]; ok {
-				if !removes {
-					continue
-				}
-				w.Remove(timers[i])
+				continue
 			}
 			when := now + int64(randOffset(rng, tick))
-			timers[i] = w.Add(i, time.Unix(0, when))
+			w.Add(i, time.Unix(0, when))
 			armed[i] = when
-		case r < 7 && removes:
-			i := rng.IntN(len(timers))
-			_, want := armed[i]
-			if got := w.Remove(timers[i]); got != want {
-				fail("step %d: Remove = %v, want %v", step, got, want)
-			}
-			delete(armed, i)
 		default:
 			switch r := rng.IntN(10); {
 			case r < 1: // same instant
@@ -908,8 +646,6 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 					fail("step %d: fired timer %d due %d early at %d", step, i, when, now)
 				case instant.UnixNano() != when:
 					fail("step %d: fired timer %d due %d with instant %d", step, i, when, instant.UnixNano())
-				case w.Armed(timers[i]):
-					fail("step %d: timer still armed in fire", step)
 				}
 				if ct := ceilTick(when); ct > startCur {
 					if ct < lastTick {
@@ -931,11 +667,6 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 		if w.Len() != len(armed) {
 			fail("step %d: Len %d, want %d", step, w.Len(), len(armed))
 		}
-		for i := range timers {
-			if _, want := armed[i]; w.Armed(timers[i]) != want {
-				fail("step %d: Armed(%d) = %v, want %v", step, i, !want, want)
-			}
-		}
 		next, ok := w.Next()
 		if ok != (len(armed) > 0) {
 			fail("step %d: Next ok = %v with %d armed", step, ok, len(armed))
@@ -943,15 +674,15 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 		if !ok {
 			continue
 		}
-		// Next is never later than the earliest timer's tick, and without
-		// removals never before the earliest timer's instant.
+		// Next is never later than the earliest timer's tick, nor before the
+		// earliest timer's instant.
 		earliest, first := int64(1<<63-1), int64(1<<63-1)
 		for _, when := range armed {
 			earliest = min(earliest, ceilTick(when))
 			first = min(first, when)
 		}
 		got := next.UnixNano()
-		if floorDiv(got-1, tick) >= earliest || (!removes && got < first && first > w.cur*tick) {
+		if floorDiv(got-1, tick) >= earliest || (got < first && first > w.cur*tick) {
 			fail("step %d: Next at %d, earliest timer at %d (tick %d)", step, got, first, earliest)
 		}
 	}
@@ -960,9 +691,9 @@ func runReference(t *testing.T, tick int64, removes bool, seed uint64) {
 func TestNodeSize(t *testing.T) {
 	t.Parallel()
 	size := unsafe.Sizeof(node[[24]byte]{})
-	t.Logf("unsafe.Sizeof(node[[24]byte]) = %d bytes, Timer %d bytes", size, unsafe.Sizeof(Timer{}))
-	if unsafe.Sizeof(uintptr(0)) == 8 && size > 48 {
-		t.Errorf("node[[24]byte] is %d bytes, want at most 24 + when + gen + next + list = 48", size)
+	t.Logf("unsafe.Sizeof(node[[24]byte]) = %d bytes", size)
+	if unsafe.Sizeof(uintptr(0)) == 8 && size > 40 {
+		t.Errorf("node[[24]byte] is %d bytes, want at most 24 + when + next = 40", size)
 	}
 }
 
