@@ -83,7 +83,8 @@ const (
 	numSlots = level0Slots + upperLevels*upperSlots // 896, numbered level by level
 
 	// Lists after the slots: two due lists (see Wheel.gen), the overflow, and
-	// the timers of the next tick that Advance is about to fire.
+	// the timers of the next tick that Advance is about to fire (left there,
+	// already due, if a fire callback panics; the next Advance fires them).
 	listDue      = numSlots
 	listOverflow = numSlots + 2
 	listEarly    = numSlots + 3
@@ -226,6 +227,7 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(v T, when time.Time)) {
 	due := listDue + w.gen
 	w.gen ^= 1
 	w.drain(due, fire)
+	w.drain(listEarly, fire) // left by a fire that panicked in fireEarly
 
 	target := floorDiv(unixNano(now), w.tick)
 	for w.cur < target {
@@ -286,6 +288,9 @@ func (w *Wheel[T]) Next() (time.Time, bool) {
 		if w.lens[due] > 0 && (!ok || w.mins[due] < tick) {
 			tick, ok = w.mins[due], true
 		}
+	}
+	if w.lens[listEarly] > 0 && (!ok || w.cur < tick) {
+		tick, ok = w.cur, true // due at the last Advance, whose fire panicked
 	}
 	if !ok {
 		return time.Time{}, false

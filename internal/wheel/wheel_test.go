@@ -80,6 +80,13 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 				lens[i]++
 				continue
 			}
+			if i == listEarly { // left by a fire that panicked in fireEarly
+				if tick != w.cur+1 {
+					t.Fatalf("early timer at tick %d, cur %d", tick, w.cur)
+				}
+				lens[i]++
+				continue
+			}
 			if tick <= w.cur || !allowed(w.cur, tick, i) {
 				t.Fatalf("timer at tick %d (cur %d) in list %d, want %d", tick, w.cur, i, listOf(w.cur, tick))
 			}
@@ -445,6 +452,44 @@ func TestFireCallback(t *testing.T) {
 			t.Errorf("fired %d, Len %d; want 2, 0", n, w.Len())
 		}
 	})
+}
+
+// TestPanicInFireEarly checks that a fire callback panicking while Advance
+// fires timers of the next tick ahead of it strands none of them: the next
+// Advance fires the rest, once each.
+func TestPanicInFireEarly(t *testing.T) {
+	t.Parallel()
+	const us = time.Microsecond
+	w := New[int](time.Millisecond, at(0, 0))
+	w.Add(1, at(1, 100*us))
+	w.Add(2, at(1, 200*us))
+	var fired []int
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("no panic")
+			}
+		}()
+		w.Advance(at(1, 500*us), func(v int, _ time.Time) {
+			fired = append(fired, v)
+			if v == 1 {
+				panic("boom")
+			}
+		})
+	}()
+	check(t, w)
+	if w.Len() != 1 {
+		t.Fatalf("Len %d after the panic, want 1", w.Len())
+	}
+	if next, ok := w.Next(); !ok || next.After(at(1, 500*us)) {
+		t.Errorf("Next = %v, %v; want the timer left due now", next, ok)
+	}
+	w.Advance(at(1, 600*us), func(v int, _ time.Time) { fired = append(fired, v) })
+	w.Advance(at(5, 0), func(v int, _ time.Time) { fired = append(fired, v) })
+	if !slices.Equal(fired, []int{1, 2}) || w.Len() != 0 {
+		t.Errorf("fired %v, Len %d; want [1 2], 0", fired, w.Len())
+	}
+	check(t, w)
 }
 
 func TestNext(t *testing.T) {
