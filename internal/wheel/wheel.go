@@ -206,9 +206,9 @@ func (w *Wheel[T]) Add(v T, when time.Time) {
 // disarmed, and its node freed, before its value and instant are passed to
 // fire, in tick order (any order within a tick). The instant is the one given
 // to Add to the nanosecond, as time.Unix returns it (no monotonic reading,
-// the local location), clamped to the years 1678–2262. Then Advance moves down a share of the
-// timers of the upper slots whose blocks come next (see the package
-// documentation).
+// the local location), clamped to the years 1678–2262. Then Advance moves
+// down a share of the timers of the upper slots whose blocks come next (see
+// the package documentation).
 //
 // fire may Add timers. A timer it arms fires in this same call if
 // its tick is after the one being fired and not after now, and otherwise in a
@@ -457,8 +457,9 @@ func (w *Wheel[T]) replace(l int) {
 	}
 }
 
-// drain disarms and fires the timers of list l until it is empty. Each node is unlinked and freed before fire sees its value,
-// so that fire may reuse it and a panic in fire leaves the list consistent.
+// drain disarms and fires the timers of list l until it is empty. Each node
+// is unlinked and freed before fire sees its value, so that fire may reuse it
+// and a panic in fire leaves the list consistent.
 func (w *Wheel[T]) drain(l int, fire func(T, time.Time)) {
 	var zero T
 	for i := w.heads[l]; i != 0; i = w.heads[l] {

@@ -308,8 +308,8 @@ func TestChunksReleased(t *testing.T) {
 }
 
 // TestAddAllocs checks that a wheel in steady state, whose timers fire as
-// others are armed, reuses its nodes and allocates nothing. It is not parallel: AllocsPerRun
-// counts the allocations of the whole process.
+// others are armed, reuses its nodes and allocates nothing. It is not
+// parallel: AllocsPerRun counts the allocations of the whole process.
 func TestAddAllocs(t *testing.T) {
 	w := New[[24]byte](time.Millisecond, at(0, 0))
 	now := at(0, 0)
