@@ -42,6 +42,20 @@ type Config struct {
 	// extended. It must be shorter than LeaseDuration. Defaults to a third
 	// of LeaseDuration.
 	HeartbeatInterval time.Duration
+	// ClaimAhead is how long before its due time a trigger armed in the
+	// timing wheel is claimed. Its run still starts at its due time, never
+	// before: claiming ahead takes the claim (a store write: a commit to
+	// disk, a round trip to a database server) off the path from the due
+	// time to the run, so that runs start on time, and so that ten
+	// thousand CRON triggers due in the same second are claimed before it
+	// and start within milliseconds of it. Meanwhile the trigger is
+	// running in the store (its attempt counted, its lease held), its run
+	// holds a slot of its queue, and Cancel drops the run. A trigger
+	// scheduled closer to its due time than ClaimAhead is claimed at once.
+	// It must be shorter than LeaseDuration. Negative claims each trigger
+	// at its due time. Defaults to 50ms, or half of LeaseDuration when that
+	// is shorter.
+	ClaimAhead time.Duration
 	// RunTimeout, when positive, cancels the context of a run that takes
 	// longer; the run then fails like any other. Zero means no limit.
 	RunTimeout time.Duration
@@ -129,6 +143,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	def(&c.LeaseDuration, 30*time.Second)
 	def(&c.HeartbeatInterval, c.LeaseDuration/3)
+	def(&c.ClaimAhead, min(50*time.Millisecond, c.LeaseDuration/2))
+	if c.ClaimAhead < 0 {
+		c.ClaimAhead = 0
+	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 10
 	}
@@ -174,6 +192,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalidf("config: LeaseDuration = %v is negative; use 0 for the default 30s", c.LeaseDuration)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.LeaseDuration:
 		return c, invalidf("config: HeartbeatInterval = %v must be positive and shorter than LeaseDuration = %v", c.HeartbeatInterval, c.LeaseDuration)
+	case c.ClaimAhead >= c.LeaseDuration:
+		return c, invalidf("config: ClaimAhead = %v must be shorter than LeaseDuration = %v", c.ClaimAhead, c.LeaseDuration)
 	case c.RunTimeout < 0:
 		return c, invalidf("config: RunTimeout = %v is negative; use 0 for no limit", c.RunTimeout)
 	case c.MaxAttempts < 0:

@@ -97,8 +97,8 @@ func (s *Scheduler) popReadyLocked() (job, bool) {
 	for s.ready.len() > 0 {
 		j := s.ready.pop()
 		q := j.queue
-		if q == 0 || q == unknownQueue {
-			return j, true
+		if q == 0 || q == unknownQueue || j.claimed {
+			return j, true // a claimed job holds its slot already
 		}
 		st := &s.queues.q[q]
 		if st.running >= st.limit {
@@ -153,7 +153,7 @@ func (s *Scheduler) queueSlot(t *Trigger, j *job) bool {
 	}
 	s.mu.Unlock()
 	now := time.Now()
-	if err := s.store.Finish(s.io, t.ID, t.Token, Outcome{Kind: OutcomeSnooze, Now: now, At: now}); err != nil {
+	if err := s.store.Finish(s.io, t.ID, t.Token, Outcome{Kind: OutcomeSnooze, Now: now, At: notBefore(now, j.due)}); err != nil {
 		s.log.Warn("could not give back a trigger whose queue is full; it runs when its lease expires",
 			slog.String("trigger_id", t.ID), slog.String("queue", t.Queue), slog.Any("error", err))
 		s.mu.Lock()

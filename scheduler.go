@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,14 +50,21 @@ type Scheduler struct {
 	// on every Schedule and bytes for every trigger within the horizon. A
 	// trigger armed twice (a scan racing Schedule) or a stale timer (of a
 	// trigger canceled or fired early) is harmless: its claim fails.
-	queued   map[string]uint64 // the seq of its job
-	seq      uint64            // the last job's seq
-	ready    readyQueue        // due, not yet claimed
-	fired    []firedJob        // claimed by Fire, not yet started
-	running  map[string]run    // claimed runs no worker holds: see run
-	slots    []*slot           // each worker's run
-	queues   queues            // per-queue concurrency limits; see queue.go
-	shutdown atomic.Bool       // Stop's context ended: runs are canceled
+	queued map[string]uint64    // the seq of its job
+	seq    uint64               // the last job's seq
+	ready  readyQueue           // due, not yet claimed
+	fired  []firedJob           // claimed by Fire, not yet started
+	ahead  map[string]*firedJob // claimed ahead of their due time, armed to run at it
+	// deferred holds runs ended while claimed jobs were waiting to start:
+	// their outcomes are recorded once none waits (see deferOutcome).
+	deferred []deferredRun
+	// claimedReady counts the claimed jobs in the ready queue. Written
+	// under mu; read without it at the end of every run.
+	claimedReady atomic.Int64
+	running      map[string]run // claimed runs no worker holds: see run
+	slots        []*slot        // each worker's run
+	queues       queues         // per-queue concurrency limits; see queue.go
+	shutdown     atomic.Bool    // Stop's context ended: runs are canceled
 	// batches is the store as a BatchFinisher, or nil. With one, runs hand
 	// their outcomes to the finisher (finisher.go): dones are those that
 	// await it; doneCond is signaled when it gains its first or loses
@@ -92,11 +100,15 @@ const (
 
 // entry is what the wheel and the ready queue hold for a trigger: just
 // enough to claim it and to order it.
+//
+// A trigger is armed ClaimAhead before its due time, to be claimed then; a
+// claimed entry is armed again at the due time, to run (see claimAhead).
 type entry struct {
 	id       string
 	priority int32
 	queue    uint16 // see queues.index; 0: not limited
 	boost    bool   // retried or resumed: ahead of new work of its priority
+	claimed  bool   // claimed ahead: its run is in the ahead map
 }
 
 // job is a due trigger on its way to a run: in the ready queue, in a full
@@ -107,7 +119,8 @@ type job struct {
 	seq uint64 // tells this job from a later one of the same trigger in queued
 }
 
-// firedJob is a trigger claimed by Fire, waiting for a worker.
+// firedJob is a trigger claimed by Fire, waiting for a worker, or one
+// claimed ahead of its due time, waiting for it.
 type firedJob struct {
 	t Trigger
 	j job
@@ -117,9 +130,9 @@ type firedJob struct {
 // claimed here. A worker's run is in its slot, from when it takes the job
 // until the run ends; the slot has a lock of its own, which the worker takes
 // twice a run (uncontended), so that the scheduler's lock guards no map
-// write per run. Runs that no worker holds (claimed by Fire and not yet
-// taken, or run and awaiting the finisher) are in the running map. Locks:
-// mu before a slot's.
+// write per run. Runs that no worker holds (claimed by Fire or ahead of
+// their due time and not yet taken, or run and awaiting the finisher) are
+// in the running map. Locks: mu before a slot's.
 
 // run is a claimed run that no worker holds.
 type run struct {
@@ -151,12 +164,23 @@ func (s *Scheduler) cancelRuns(id string, token uint64, cause error) {
 }
 
 // cancelWhere cancels with cause every run here, in the running map or in
-// a worker's slot, of which match holds.
+// a worker's slot, of which match holds. A run claimed ahead of its due
+// time is dropped: its timer finds nothing to run. (On shutdown, the
+// workers give those back instead.)
 func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause error) {
 	s.mu.Lock()
 	for id, r := range s.running {
 		if r.cancel != nil && match(id, r.token) {
 			r.cancel(cause)
+		}
+	}
+	if cause != errShutdown {
+		for id, a := range s.ahead {
+			if match(id, a.t.Token) {
+				delete(s.ahead, id)
+				delete(s.running, id)
+				s.forgetLocked(&a.j)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -197,6 +221,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]uint64),
 		running:  make(map[string]run),
+		ahead:    make(map[string]*firedJob),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -431,7 +456,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 	s.mu.Lock()
 	if s.phase != phaseStarted {
 		s.mu.Unlock()
-		s.release(t) // stopped while claiming: give it back
+		s.release(t, 0) // stopped while claiming: give it back
 		return ErrStopped
 	}
 	s.seq++
@@ -494,8 +519,11 @@ func (s *Scheduler) claim(now time.Time, force bool) Claim {
 // Reading armedUntil after the store write is what makes this safe: a scan
 // that moved the window before the write sees it in the store, and one
 // that moves it after the write is seen here. now is the caller's recent
-// reading of the clock (a trigger due by then is queued at once; one due
-// a moment later goes into the wheel, which fires it at its next advance).
+// reading of the clock. The trigger's timer is set ClaimAhead before its
+// due time, when it is to be claimed; one to be claimed by now is queued
+// at once (a worker claims it, ahead of its due time if that has not
+// come); one due a moment later goes into the wheel, which fires it at its
+// next advance.
 func (s *Scheduler) armNew(e entry, due, now time.Time) {
 	if due.IsZero() {
 		return // waits to be fired
@@ -505,8 +533,8 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) {
 		s.wmu.Unlock()
 		return
 	}
-	if due.After(now) {
-		s.addTimerLocked(e, due)
+	if at := due.Add(-s.cfg.ClaimAhead); at.After(now) {
+		s.addTimerLocked(e, at)
 		s.wmu.Unlock()
 		return
 	}
@@ -518,11 +546,13 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) {
 	s.mu.Unlock()
 }
 
-// addTimerLocked arms a timer for a trigger due at due, and wakes the wheel
-// driver if it is due before the driver's next wake-up. s.wmu must be held.
-func (s *Scheduler) addTimerLocked(e entry, due time.Time) {
-	s.wheel.Add(e, due) // never removed: a stale timer's claim fails
-	if at := due.UnixNano(); at < s.wakeAt.Load() {
+// addTimerLocked arms a timer at at for entry e: its claim, ClaimAhead
+// before its due time, or the run of a claimed entry at its due time. It
+// wakes the wheel driver if at is before the driver's next wake-up. s.wmu
+// must be held.
+func (s *Scheduler) addTimerLocked(e entry, when time.Time) {
+	s.wheel.Add(e, when) // never removed: a stale timer's claim fails
+	if at := when.UnixNano(); at < s.wakeAt.Load() {
 		s.wakeAt.Store(at)
 		s.pokeDriver()
 	}
@@ -537,14 +567,20 @@ func (s *Scheduler) pokeDriver() {
 }
 
 // enqueueLocked puts the job of a due trigger in the ready queue, unless
-// the trigger is queued or running here already. s.mu must be held.
+// the trigger is queued or running here already. The job of a claimed
+// entry, whose trigger is queued already, goes in to run. s.mu must be
+// held.
 func (s *Scheduler) enqueueLocked(j job) {
-	if _, ok := s.queued[j.id]; ok {
-		return
+	if !j.claimed {
+		if _, ok := s.queued[j.id]; ok {
+			return
+		}
+		s.seq++
+		j.seq = s.seq
+		s.queued[j.id] = j.seq
+	} else {
+		s.claimedReady.Add(1)
 	}
-	s.seq++
-	j.seq = s.seq
-	s.queued[j.id] = j.seq
 	s.ready.push(j)
 	s.work.Signal()
 }
@@ -599,7 +635,14 @@ type firing struct {
 // returns when it wants to advance next. s.wmu must be held.
 func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 	if f.fire == nil {
-		f.fire = func(e entry, due time.Time) { f.jobs = append(f.jobs, job{entry: e, due: due.UnixNano()}) }
+		ahead := s.cfg.ClaimAhead.Nanoseconds()
+		f.fire = func(e entry, at time.Time) {
+			due := at.UnixNano()
+			if !e.claimed {
+				due += ahead // armed ClaimAhead before its due time
+			}
+			f.jobs = append(f.jobs, job{entry: e, due: due})
+		}
 	}
 	s.wheel.Advance(now, f.fire)
 	next, ok := s.wheel.Next()
@@ -670,7 +713,7 @@ func (s *Scheduler) worker(sl *slot) {
 			s.forgetLocked(&j)
 		}
 		waited := false
-		for len(s.fired) == 0 && s.ready.len() == 0 && s.phase == phaseStarted && !ended {
+		for len(s.fired) == 0 && s.ready.len() == 0 && len(s.deferred) == 0 && s.phase == phaseStarted && !ended {
 			waited = true
 			if s.moreDue {
 				s.moreDue = false
@@ -683,18 +726,41 @@ func (s *Scheduler) worker(sl *slot) {
 		}
 		if s.phase != phaseStarted {
 			fired := s.fired
+			for _, a := range s.ahead {
+				fired = append(fired, *a)
+			}
 			s.fired = nil
+			clear(s.ahead)
+			deferred := s.deferred
+			s.deferred = nil
 			s.mu.Unlock()
 			if ended {
 				s.armOutcome(&t, &o)
 			}
 			for _, f := range fired {
-				s.release(f.t)
+				s.release(f.t, f.j.due)
 			}
+			s.recordDeferred(deferred)
 			cancel(nil)
 			return
 		}
+		if len(s.deferred) > 0 && s.claimedReady.Load() == 0 && len(s.fired) == 0 {
+			// No claimed run waits to start: record the outcomes
+			// deferred meanwhile, a share at a time.
+			n := max(len(s.deferred)-recordShare, 0)
+			batch := slices.Clone(s.deferred[n:])
+			clear(s.deferred[n:])
+			s.deferred = s.deferred[:n]
+			s.mu.Unlock()
+			if ended {
+				s.armOutcome(&t, &o)
+				ended = false
+			}
+			s.recordDeferred(batch)
+			continue
+		}
 		var f firedJob
+		var a *firedJob // f, claimed ahead
 		var next job
 		took := true
 		switch {
@@ -706,7 +772,20 @@ func (s *Scheduler) worker(sl *slot) {
 			sl.set(f.t.ID, f.t.Token, cancel)
 		default:
 			next, took = s.popReadyLocked()
-			if took {
+			switch {
+			case took && next.claimed:
+				// Claimed ahead, and due now, unless the claim was
+				// dropped (canceled, lost) and this timer is stale.
+				s.claimedReady.Add(-1)
+				var ok bool
+				a, ok = s.ahead[next.id]
+				if took = ok && a.j.due == next.due; took {
+					f = *a
+					delete(s.ahead, next.id)
+					delete(s.running, next.id)
+					sl.set(f.t.ID, f.t.Token, cancel)
+				}
+			case took:
 				sl.set(next.id, 0, cancel)
 			}
 		}
@@ -727,15 +806,27 @@ func (s *Scheduler) worker(sl *slot) {
 
 		if f.t.ID != "" {
 			t, j = f.t, f.j
+			if now.UnixNano() < next.due {
+				// Fired, since this worker read the clock, by a clock
+				// read later: the present is at least its due time.
+				now = time.Unix(0, next.due)
+			}
 		} else {
 			j = next
 			if now.UnixNano() < j.due {
-				// Fired, since this worker read the clock, by a clock
-				// read later: the present is at least its due time.
-				now = time.Unix(0, j.due)
+				// Fired by a clock read later than this worker's, or
+				// to be claimed ahead of its due time.
+				now = time.Now()
+			}
+			ahead := now.UnixNano() < j.due
+			c := s.claim(now, false)
+			if ahead {
+				// The claim is as of the due time: a trigger moved
+				// later meanwhile is refused as not due.
+				c = s.claim(time.Unix(0, j.due), false)
 			}
 			var err error
-			t, err = s.store.Claim(s.io, j.id, s.claim(now, false))
+			t, err = s.store.Claim(s.io, j.id, c)
 			if err != nil {
 				sl.set("", 0, nil)
 				s.claimFailed(&j, err)
@@ -746,10 +837,82 @@ func (s *Scheduler) worker(sl *slot) {
 				sl.set("", 0, nil)
 				continue
 			}
+			if ahead {
+				s.claimedAhead(&t, &j)
+				sl.set("", 0, nil)
+				continue
+			}
 		}
-		o, ended = s.execute(&t, &j, now, ctx, cancel)
+		o, ended = s.execute(&t, &j, a, now, ctx, cancel)
 		sl.set("", 0, nil)
 		ctx = nil
+	}
+}
+
+// claimedAhead arms the run of trigger t of job j, claimed ahead of its
+// due time, at that time; a scheduler stopping meanwhile gives it back.
+func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
+	s.mu.Lock()
+	if s.phase != phaseStarted {
+		s.mu.Unlock()
+		s.release(*t, j.due)
+		return
+	}
+	s.ahead[t.ID] = &firedJob{*t, *j}
+	s.running[t.ID] = run{token: t.Token}
+	s.mu.Unlock()
+	e := j.entry
+	e.claimed = true
+	s.wmu.Lock()
+	s.addTimerLocked(e, time.Unix(0, j.due))
+	s.wmu.Unlock()
+}
+
+// maxDeferred bounds the outcomes deferred while claimed runs wait to
+// start: about 700 bytes each, ten megabytes in all. It is more than the
+// ten thousand CRON triggers of one second, whose runs all start before
+// any of their outcomes is recorded; past it, each run records its own.
+const maxDeferred = 1 << 14
+
+// recordShare is how many deferred outcomes a worker records before it
+// looks again for claimed runs to start.
+const recordShare = 64
+
+// deferredRun is a run whose outcome is to be recorded later: the trigger
+// claimed ahead (a) and what its run came to.
+type deferredRun struct {
+	a *firedJob
+	v verdict
+}
+
+// deferOutcome defers recording the outcome of the run of t (job j),
+// claimed ahead as a, that came to v, if more runs claimed ahead wait to
+// start: when ten thousand of them fall due at once, every one starts
+// before the outcomes (the store writes, the next CRON occurrences) are
+// recorded, rather than each waiting for the outcomes of those before it.
+// Until it is recorded, the run still counts as running here, like one
+// handed over to the finisher. It reports whether it deferred the outcome.
+func (s *Scheduler) deferOutcome(a *firedJob, t *Trigger, j *job, v verdict) bool {
+	if s.claimedReady.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != phaseStarted || len(s.deferred) >= maxDeferred {
+		return false
+	}
+	a.t, a.j = *t, *j // the run's copies, as it left them
+	s.deferred = append(s.deferred, deferredRun{a, v})
+	s.running[t.ID] = run{token: t.Token}
+	return true
+}
+
+// recordDeferred records the deferred outcomes of batch and ends their
+// runs.
+func (s *Scheduler) recordDeferred(batch []deferredRun) {
+	for _, d := range batch {
+		o := s.finish(&d.a.t, s.decide(&d.a.t, &d.v), &d.v)
+		s.endRun(&d.a.t, &d.a.j, &o)
 	}
 }
 
@@ -779,7 +942,7 @@ func (s *Scheduler) claimFailed(j *job, err error) {
 // registered with ctx's cancel func, and records its outcome. It returns
 // the outcome and true, or false when it handed the outcome over to the
 // finisher, which ends the run.
-func (s *Scheduler) execute(t *Trigger, j *job, start time.Time, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
+func (s *Scheduler) execute(t *Trigger, j *job, a *firedJob, start time.Time, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
@@ -825,6 +988,9 @@ func (s *Scheduler) execute(t *Trigger, j *job, start time.Time, ctx context.Con
 				// The finisher records the outcome and ends the run
 				// there: the worker goes on to the next trigger meanwhile.
 				s.handOver(done{t: *t, o: s.decide(t, &v), v: v, j: *j})
+				return Outcome{}, false
+			}
+			if a != nil && s.deferOutcome(a, t, j, v) {
 				return Outcome{}, false
 			}
 			o = s.finish(t, s.decide(t, &v), &v)
@@ -1031,10 +1197,11 @@ func (s *Scheduler) armOutcome(t *Trigger, o *Outcome) {
 	}
 }
 
-// release gives back a trigger claimed but not run.
-func (s *Scheduler) release(t Trigger) {
+// release gives back a trigger claimed but not run, due again at due (Unix
+// nanoseconds) or now, whichever comes later.
+func (s *Scheduler) release(t Trigger, due int64) {
 	now := time.Now()
-	err := s.store.Finish(s.io, t.ID, t.Token, Outcome{Kind: OutcomeSnooze, Now: now, At: now})
+	err := s.store.Finish(s.io, t.ID, t.Token, Outcome{Kind: OutcomeSnooze, Now: now, At: notBefore(now, due)})
 	if err != nil {
 		s.log.Warn("could not give back a claimed trigger; it runs when its lease expires", slog.String("trigger_id", t.ID), slog.Any("error", err))
 	}
@@ -1042,6 +1209,15 @@ func (s *Scheduler) release(t Trigger) {
 	delete(s.running, t.ID)
 	delete(s.queued, t.ID)
 	s.mu.Unlock()
+}
+
+// notBefore returns the later of now and due (Unix nanoseconds): when a
+// trigger given back is due again.
+func notBefore(now time.Time, due int64) time.Time {
+	if now.UnixNano() < due {
+		return time.Unix(0, due)
+	}
+	return now
 }
 
 // heartbeatLoop extends the lease of every run in progress here. A lease
@@ -1147,7 +1323,7 @@ func (s *Scheduler) scan() {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		for _, r := range refs {
-			s.addTimerLocked(s.refEntry(r), r.DueAt)
+			s.addTimerLocked(s.refEntry(r), r.DueAt.Add(-s.cfg.ClaimAhead))
 		}
 		return true
 	})

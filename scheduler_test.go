@@ -783,6 +783,7 @@ func TestNewValidates(t *testing.T) {
 		{"negative attempts", store, c, trigger.Config{MaxAttempts: -1}, "MaxAttempts"},
 		{"base above max", store, c, trigger.Config{RetryBase: time.Hour, RetryMax: time.Second}, "RetryBase"},
 		{"factor below one", store, c, trigger.Config{RetryFactor: 0.5}, "RetryFactor"},
+		{"claim ahead not below lease", store, c, trigger.Config{LeaseDuration: time.Second, ClaimAhead: time.Second}, "ClaimAhead"},
 		{"negative run timeout", store, c, trigger.Config{RunTimeout: -1}, "RunTimeout"},
 		{"negative scan limit", store, c, trigger.Config{ScanLimit: -1}, "ScanLimit"},
 	} {

@@ -264,7 +264,10 @@ type DueQuery struct {
 type Claim struct {
 	// Owner names the claimer, such as a scheduler's node ID. Required.
 	Owner string
-	// Now is the time of the claim.
+	// Now is the time of the claim: a trigger due after it is not due yet.
+	// A scheduler claiming ahead of a trigger's due time (see
+	// Config.ClaimAhead) passes the due time, when the run will start, so
+	// that a trigger moved later meanwhile is refused.
 	Now time.Time
 	// Until is the lease deadline; it must be after Now.
 	Until time.Time

@@ -1,0 +1,174 @@
+package trigger_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/triggerkit/trigger"
+	"github.com/triggerkit/trigger/store/memstore"
+)
+
+// A trigger armed in the wheel is claimed ClaimAhead before its due time,
+// and runs at its due time, not before.
+func TestClaimAheadRunsAtDueTime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
+		due := time.Now().Add(time.Second)
+		id := b.schedule(t, trigger.Trigger{DueAt: due})
+
+		time.Sleep(850 * time.Millisecond)
+		synctest.Wait()
+		if got := b.get(t, id); got.State != trigger.StateScheduled {
+			t.Fatalf("150ms before its due time: state %v, want scheduled (not claimed yet)", got.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		got := b.get(t, id)
+		if got.State != trigger.StateRunning || got.Owner != b.sched.NodeID() || got.Attempt != 1 {
+			t.Fatalf("50ms before its due time: state %v owner %q attempt %d, want claimed by this scheduler", got.State, got.Owner, got.Attempt)
+		}
+		if n := b.runs.count(); n != 0 {
+			t.Fatalf("ran %d times before its due time", n)
+		}
+
+		time.Sleep(time.Until(due) + time.Millisecond)
+		synctest.Wait()
+		runs := b.runs.of(id)
+		if len(runs) != 1 || runs[0].at.Before(due) || runs[0].at.Sub(due) > time.Millisecond {
+			t.Fatalf("runs %v, want one within a tick after %v", runs, due)
+		}
+		if got := b.get(t, id); got.State != trigger.StateCompleted || got.Attempt != 1 {
+			t.Fatalf("state %v attempt %d, want completed after one attempt", got.State, got.Attempt)
+		}
+		b.stop(t)
+	})
+}
+
+// Canceling a trigger claimed ahead drops its run.
+func TestClaimAheadCancel(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
+		id := b.schedule(t, trigger.Trigger{DueAt: time.Now().Add(time.Second)})
+		time.Sleep(950 * time.Millisecond)
+		synctest.Wait()
+		if got := b.get(t, id); got.State != trigger.StateRunning {
+			t.Fatalf("state %v, want running (claimed ahead)", got.State)
+		}
+		if err := b.sched.Cancel(context.Background(), id); err != nil {
+			t.Fatalf("Cancel: %v", err)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := b.runs.count(); n != 0 {
+			t.Fatalf("canceled trigger ran %d times", n)
+		}
+		if got := b.get(t, id); got.State != trigger.StateCanceled {
+			t.Fatalf("state %v, want canceled", got.State)
+		}
+		b.stop(t)
+	})
+}
+
+// A scheduler stopped while it holds triggers claimed ahead gives them back
+// due at their due times, their attempts unused, and another scheduler runs
+// them then.
+func TestClaimAheadStopGivesBack(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := memstore.New()
+		first := &recorder{}
+		s := start(t, store, first, trigger.Config{ClaimAhead: 200 * time.Millisecond, Logger: quiet})
+		due := time.Now().Add(time.Second)
+		for i := range 3 {
+			if _, err := s.Schedule(context.Background(), trigger.Trigger{ID: fmt.Sprint("t", i), DueAt: due}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(900 * time.Millisecond)
+		synctest.Wait()
+		stop(t, s)
+		for i := range 3 {
+			got, err := store.Get(context.Background(), fmt.Sprint("t", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != trigger.StateScheduled || !got.DueAt.Equal(due) || got.Attempt != 0 {
+				t.Fatalf("%s after Stop: state %v due %v attempt %d; want scheduled at %v, attempt 0", got.ID, got.State, got.DueAt, got.Attempt, due)
+			}
+		}
+
+		second := &recorder{}
+		s2 := start(t, store, second, trigger.Config{Logger: quiet})
+		time.Sleep(time.Until(due) + time.Second)
+		synctest.Wait()
+		if first.count() != 0 || second.count() != 3 {
+			t.Fatalf("runs: %d on the stopped scheduler, %d on the next; want 0 and 3", first.count(), second.count())
+		}
+		for _, r := range second.runs {
+			if r.at.Before(due) {
+				t.Errorf("%s ran %v early", r.id, due.Sub(r.at))
+			}
+		}
+		stop(t, s2)
+	})
+}
+
+// When many triggers claimed ahead fall due at once, every one runs and
+// every outcome is recorded, also when the scheduler stops right after.
+func TestClaimAheadBurst(t *testing.T) {
+	t.Parallel()
+	for _, stopAtOnce := range []bool{false, true} {
+		t.Run(fmt.Sprint("stop at once ", stopAtOnce), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				b := setup(t, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
+					time.Sleep(time.Millisecond) // the others stay due meanwhile
+					return nil
+				})
+				const n = 500
+				due := time.Now().Add(time.Second)
+				for i := range n {
+					b.schedule(t, trigger.Trigger{ID: fmt.Sprintf("t%03d", i), DueAt: due, Payload: map[string]any{"i": i}})
+				}
+				time.Sleep(time.Until(due))
+				if stopAtOnce {
+					time.Sleep(10 * time.Millisecond)
+					b.stop(t)
+				} else {
+					time.Sleep(time.Minute)
+				}
+				synctest.Wait()
+				for i := range n {
+					id := fmt.Sprintf("t%03d", i)
+					got, err := b.store.Get(context.Background(), id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					runs := b.runs.of(id)
+					if len(runs) > 1 {
+						t.Fatalf("%s ran %d times", id, len(runs))
+					}
+					switch {
+					case len(runs) == 1 && got.State != trigger.StateCompleted:
+						t.Fatalf("%s ran, but its state is %v: outcome lost", id, got.State)
+					case len(runs) == 0 && (got.State != trigger.StateScheduled || got.Attempt != 0):
+						t.Fatalf("%s did not run: state %v attempt %d, want given back", id, got.State, got.Attempt)
+					case len(runs) == 1 && runs[0].at.Before(due):
+						t.Fatalf("%s ran early", id)
+					}
+				}
+				if !stopAtOnce {
+					if c := b.runs.count(); c != n {
+						t.Fatalf("%d runs, want %d", c, n)
+					}
+					b.stop(t)
+				}
+			})
+		})
+	}
+}
