@@ -10,7 +10,9 @@ import (
 // check reports the first inconsistency between the store's structures: in
 // each shard, the slab and its free list, the ID map, the due index, the
 // lists of states and the leases must all name the same records, each in the
-// shard its ID hashes to; the children of parents must name them too.
+// shard its ID hashes to; the children of parents must name them too, and a
+// parent waiting for children must count exactly the children of its batch
+// whose end is not counted yet.
 func (s *Store) check() error {
 	s.lock(allShards)
 	defer s.unlock(allShards)
@@ -36,8 +38,27 @@ func (s *Store) check() error {
 	}
 	for n := range s.shards {
 		for _, r := range s.shards[n].recs.all() {
-			if r.rare().parentID != "" {
+			m := r.rare()
+			if m.parentID != "" {
 				children--
+				if m.batch == 0 || m.batch > s.w.batches {
+					return fmt.Errorf("child %q: batch %d, of %d numbered", r.id, m.batch, s.w.batches)
+				}
+			}
+			if m.waitBatch > s.w.batches {
+				return fmt.Errorf("parent %q: batch %d, of %d numbered", r.id, m.waitBatch, s.w.batches)
+			}
+			if r.state != trigger.StateWaiting || m.wait.Kind != trigger.WaitKindChildren {
+				continue
+			}
+			pending := 0
+			for _, c := range s.w.children[r.id] {
+				if cm := s.shards[c.shard].recs.at(c.ref).x.more; cm.batch == m.waitBatch && !cm.counted {
+					pending++
+				}
+			}
+			if pending == 0 || m.wait.Pending != pending {
+				return fmt.Errorf("parent %q waits for %d children; %d of its batch have not ended", r.id, m.wait.Pending, pending)
 			}
 		}
 	}

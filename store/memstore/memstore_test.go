@@ -14,6 +14,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// TestConformance runs the suite, and checks each store's structures once
+// its test is done.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(*testing.T) trigger.Store { return memstore.New() })
+	storetest.Run(t, func(t *testing.T) trigger.Store {
+		s := memstore.New()
+		t.Cleanup(func() {
+			if err := memstore.Check(s); err != nil {
+				t.Error(err)
+			}
+		})
+		return s
+	})
 }

@@ -100,8 +100,13 @@ type rare struct {
 	counted       bool // this child's end was counted in its parent's wait
 	maxIterations int32
 	interval      time.Duration
-	parentID      string       // the parent waiting for this child
-	wait          trigger.Wait // the wait it is parked in, or came out of
+	parentID      string // the parent waiting for this child
+	// batch is, on a child, the number of the children wait of its parent
+	// that created it; waitBatch is, on a parent, the number of its last
+	// children wait. A child's end counts only in the wait of its batch
+	// (see childFinal).
+	batch, waitBatch uint64
+	wait             trigger.Wait // the wait it is parked in, or came out of
 }
 
 func (x *extra) empty() bool {

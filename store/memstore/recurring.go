@@ -54,7 +54,7 @@ func (s *Store) register(nrs []recordBuf, t *trigger.Trigger, now time.Time) (tr
 	kept := r.rare() // the wait fields, which the store owns
 	r.setExtra(&u)
 	m := r.rare()
-	m.parentID, m.counted, m.wait = kept.parentID, kept.counted, u.Wait
+	m.parentID, m.counted, m.batch, m.waitBatch, m.wait = kept.parentID, kept.counted, kept.batch, kept.waitBatch, u.Wait
 	r.setRare(m)
 	r.setPlanned(nanos(u.PlannedAt))
 	if r.state != trigger.StateRunning {

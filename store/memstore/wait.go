@@ -19,6 +19,22 @@ import (
 // PurgeTokens compares with its cutoff. The children of a parent are
 // indexed by the parent's ID, so the parent's run reads them without a
 // scan.
+//
+// Each children wait is a batch with a number of its own, from a counter of
+// the store (waits.batches): Park gives it to the parent (rare.waitBatch)
+// and to each child it creates (rare.batch). A parent can leave a children
+// wait before its children end (it is fired, canceled and sent back,
+// planned anew by Register, or deleted and saved again under its ID) and
+// park on a new batch later; a child of the wait it left must not count in
+// the new one, or the parent would resume before its new children ended.
+// So a child's end counts only while its parent still waits for the
+// child's batch, and Children lists a parent's last batch: the children of
+// the wait its run came out of. The number is the store's, not the
+// parent's fencing token at the park (which boltstore uses, its tokens
+// being the file's): here a trigger's tokens count its own claims, and
+// start again for a trigger saved again under the ID of a deleted one,
+// whose children may still run. The counter costs nothing more, as Park
+// holds every shard.
 
 var _ trigger.WaitStore = (*Store)(nil)
 
@@ -27,6 +43,7 @@ var _ trigger.WaitStore = (*Store)(nil)
 type waits struct {
 	tokens   map[string]*token
 	children map[string][]loc // parent ID -> its children, in no order
+	batches  uint64           // the number of the last children wait
 }
 
 // token is the record of a wait token.
@@ -203,8 +220,9 @@ func (r record) uncountedParent() string {
 }
 
 // childFinal counts the end of child r (final, or deleted before) in its
-// parent's wait, once; the last one makes the parent due at now. The shards
-// of r and of parentShard(r) must be locked.
+// parent's wait, once, if the parent still waits for r's batch; the last
+// one makes the parent due at now. The shards of r and of parentShard(r)
+// must be locked.
 func (s *Store) childFinal(r record, now int64) {
 	parent := r.uncountedParent()
 	if parent == "" {
@@ -216,8 +234,8 @@ func (s *Store) childFinal(r record, now int64) {
 		return
 	}
 	w := p.wait()
-	if w.Kind != trigger.WaitKindChildren || w.Pending == 0 {
-		return
+	if w.Kind != trigger.WaitKindChildren || w.Pending == 0 || p.x.more.waitBatch != r.x.more.batch {
+		return // the parent left the wait of r's batch: it waits for no child or for others
 	}
 	w.Pending--
 	if w.Pending > 0 {
@@ -307,8 +325,15 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 			return time.Time{}, fmt.Errorf("memstore: trigger %q: wait key %q is taken by trigger %q: %w", id, p.Key, tk.id, trigger.ErrDuplicate)
 		}
 	}
+	batch := s.w.batches + 1 // numbered under the locks, which guard the counter
+	for j := range children {
+		children[j].record().x.more.batch = batch // x.more holds the parentID set above
+	}
 	if err := s.insert(children); err != nil {
 		return time.Time{}, err
+	}
+	if len(children) > 0 {
+		s.w.batches = batch
 	}
 	sh.detach(i)
 	planned := r.plannedAt() // a wait keeps PlannedAt, as a retry does
@@ -324,6 +349,9 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 		w.Pending = len(children)
 	}
 	r.setWait(w)
+	if p.Kind == trigger.WaitKindChildren {
+		r.x.more.waitBatch = batch // x.more holds the wait just set
+	}
 	r.setPlanned(planned)
 	if p.Kind == trigger.WaitKindToken {
 		r.x.waitKey = p.Key // r.x is set: r has a wait
@@ -407,18 +435,26 @@ func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (i
 	return n, nil
 }
 
-// Children returns the children of a parent, ordered by ID; see
-// trigger.WaitStore.
+// Children returns the children of a parent's last batch, ordered by ID;
+// see trigger.WaitStore. The last batch is the one with the highest
+// number: the parent's last children wait, whether or not the parent still
+// exists.
 func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigger, error) {
 	if parentID == "" {
 		return nil, errEmptyID
 	}
 	ts, err := s.read(func() []entry {
 		cs := s.w.children[parentID]
-		es := make([]entry, len(cs))
-		for j, c := range cs {
+		var last uint64
+		for _, c := range cs {
+			last = max(last, s.shards[c.shard].recs.at(c.ref).x.more.batch)
+		}
+		var es []entry
+		for _, c := range cs {
 			sh := &s.shards[c.shard]
-			es[j] = entry{sh, sh.recs.at(c.ref)}
+			if r := sh.recs.at(c.ref); r.x.more.batch == last {
+				es = append(es, entry{sh, r})
+			}
 		}
 		return es
 	})
