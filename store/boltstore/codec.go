@@ -93,8 +93,11 @@ const (
 	fWaitUntil
 	fWaitPending
 	fWaitFlags // see waitResumed, waitCounted
+	// Added with format version 7: a child's batch (record.batch). A child
+	// written before has none.
+	fBatch
 
-	fAll = fWaitFlags<<1 - 1
+	fAll = fBatch<<1 - 1
 )
 
 // record is a decoded trigger record: the trigger (ID set from the key,
@@ -104,6 +107,11 @@ type record struct {
 	t       trigger.Trigger
 	payload []byte // a JSON object, or nil for a nil payload
 	counted bool   // a child whose end was counted in its parent's wait
+	// batch is, on a child, the fencing token of the claim of its parent
+	// that parked it in the wait that created the child: that wait's
+	// identity (see countChild). Zero for a child written before format
+	// version 7.
+	batch uint64
 }
 
 // The bits of the fWaitFlags field.
@@ -208,6 +216,7 @@ func (r *record) appendTo(dst []byte) []byte {
 		flags |= waitCounted
 	}
 	e.uint(fWaitFlags, flags)
+	e.uint(fBatch, r.batch)
 
 	var h [headerMax]byte
 	header := append(h[:0], recordVersion, byte(t.Type), byte(t.State), byte(t.Misfire))
@@ -384,6 +393,9 @@ func decode(id string, data []byte, lite bool) (record, error) {
 			d.fail(errRange)
 		}
 		t.Wait.Resumed, r.counted = f&waitResumed != 0, f&waitCounted != 0
+	}
+	if mask&fBatch != 0 {
+		r.batch = d.uvarint()
 	}
 	if d.err != nil {
 		return r, d.err

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"reflect"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func fullRecord() record {
 		},
 		payload: []byte(`{"n":1.5,"s":"x","l":[1,{"k":null}]}`),
 		counted: true,
+		batch:   1<<64 - 1,
 	}
 }
 
@@ -85,6 +87,35 @@ func TestCodecPlannedAt(t *testing.T) {
 	got, err := decodeRecord("s", old)
 	if err != nil || !got.t.PlannedAt.Equal(due) {
 		t.Errorf("an old record decodes with PlannedAt %v (%v), want %v", got.t.PlannedAt, err, due)
+	}
+}
+
+// A child's batch (format version 7) costs nothing on other records, and a
+// child written before it decodes with none: the bytes below are a
+// scheduled child of "p" as version 6 wrote it.
+func TestCodecBatch(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	child := record{t: trigger.Trigger{ID: "k1", Type: trigger.TypeNext, State: trigger.StateScheduled, DueAt: at, PlannedAt: at,
+		CreatedAt: at, UpdatedAt: at, Token: 5, ParentID: "p"}}
+	v6, err := hex.DecodeString("010101009080862182e4ad950d0082e4ad950d0082e4ad950d00050170")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeRecord("k1", v6)
+	if err != nil || !reflect.DeepEqual(got, child) {
+		t.Fatalf("a version 6 child decodes as %+v (%v), want %+v", got, err, child)
+	}
+	if b := child.encode(); !bytes.Equal(b, v6) {
+		t.Errorf("a record without a batch encodes as %x, not as version 6 did", b)
+	}
+	child.batch = 5
+	b := child.encode()
+	if mask, _ := binary.Uvarint(b[4:]); mask&fBatch == 0 {
+		t.Errorf("a child's batch is not written: fields %#x", mask)
+	}
+	if got, err := decodeRecord("k1", b); err != nil || got.batch != 5 {
+		t.Errorf("a child's batch reads back as %d (%v), want 5", got.batch, err)
 	}
 }
 
@@ -174,8 +205,8 @@ func TestKeysSortLikeTheOrder(t *testing.T) {
 }
 
 // The field bits are the file format: a field keeps its bit for good, and
-// a new one takes the next (version 4's recurring fields, then version 5's
-// wait fields). Records written by an older version decode unchanged only
+// a new one takes the next (version 4's recurring fields, version 5's wait
+// fields, then version 7's batch). Records written by an older version decode unchanged only
 // while these hold.
 func TestFieldBits(t *testing.T) {
 	t.Parallel()
@@ -188,7 +219,8 @@ func TestFieldBits(t *testing.T) {
 		"fWaitUntil":   {fWaitUntil, 1 << 28},
 		"fWaitPending": {fWaitPending, 1 << 29},
 		"fWaitFlags":   {fWaitFlags, 1 << 30},
-		"fAll":         {fAll, 1<<31 - 1},
+		"fBatch":       {fBatch, 1 << 31}, // version 7
+		"fAll":         {fAll, 1<<32 - 1},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %#x, want %#x", name, c.got, c.want)

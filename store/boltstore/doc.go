@@ -64,14 +64,18 @@
 // and the token reservation, the records keyed by trigger ID, three index
 // buckets (due time, state, and final state by update time) and two for
 // waits (wait tokens, and the children of each parent). The format version
-// is 6; Open upgrades a file of any older version (versions 2 and 3 dropped
+// is 7; Open upgrades a file of any older version (versions 2 and 3 dropped
 // the state index entries of scheduled, then completed triggers, which List
 // finds by a scan of the records; version 4 added the fields of recurring
 // triggers to records; version 5 the wait buckets and the wait fields of
 // records; version 6 the time of a wait token's last change, which Open
 // sets to the time of the upgrade for the tokens of a version 5 file, in
-// the transaction that opens it) and refuses one of a newer version with
-// [ErrFormat]. A file Open upgraded cannot be opened by an older build.
+// the transaction that opens it; version 7 the batch of a child, the wait
+// of its parent it counts in, which the children of an older file lack:
+// Open notes the file's fencing tokens then, and such a child counts only
+// in the wait its parent was in at the upgrade, if any) and refuses one of
+// a newer version with [ErrFormat]. A file Open upgraded cannot be opened
+// by an older build.
 //
 // Wait tokens stay until [Store.PurgeTokens] deletes them (the scheduler
 // calls it every minute, with Config.Retention). The tokens bucket is

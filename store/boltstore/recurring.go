@@ -56,7 +56,7 @@ func (s *Store) Register(ctx context.Context, now time.Time, t trigger.Trigger) 
 			}
 			return nr.payload
 		}
-		next := &record{t: u, payload: payload(old), counted: old.counted}
+		next := &record{t: u, payload: payload(old), counted: old.counted, batch: old.batch}
 		next.t.Payload = nil
 		normalise(&next.t)
 		if l != nil {

@@ -50,8 +50,11 @@ var (
 // decode as before, with no recurring or wait fields. Version 6 stamps each
 // wait token with the time of its last change, for PurgeTokens; Open
 // rewrites the tokens of a version 5 file as changed at the upgrade (see
-// upgradeTokens in wait.go).
-const formatVersion = 6
+// upgradeTokens in wait.go). Version 7 gives each child its batch, the wait
+// of its parent it counts in (see countChild in wait.go), in a new record
+// field, which earlier versions would report as corrupt; Open notes the
+// fencing tokens of an older file, as the children it holds have no batch.
+const formatVersion = 7
 
 // Options configures Open and Wrap. The zero value (or a nil *Options) is
 // ready to use.
@@ -87,6 +90,7 @@ type Store struct {
 	pending   map[string]chan struct{} // id -> done of the commit group writing it
 	lastToken uint64                   // last fencing token handed out
 	ceiling   uint64                   // highest token reserved on disk
+	unbatched uint64                   // the token ceiling when the file took version 7; see countChild
 	reserving bool                     // a reservation of more tokens is queued
 	fresh     freshTable               // records just inserted; see fresh.go
 
@@ -197,9 +201,9 @@ func (o *Options) orDefaults() Options {
 }
 
 func newStore(db *bbolt.DB, owns bool, o Options) (*Store, error) {
-	var floor uint64
+	var floor, unbatched uint64
 	if err := db.Update(func(tx *bbolt.Tx) (err error) {
-		floor, err = setup(tx)
+		floor, unbatched, err = setup(tx)
 		return err
 	}); err != nil {
 		return nil, err
@@ -212,6 +216,7 @@ func newStore(db *bbolt.DB, owns bool, o Options) (*Store, error) {
 		pending:   make(map[string]chan struct{}),
 		lastToken: floor,
 		ceiling:   floor + tokenBlock,
+		unbatched: unbatched,
 		wake:      make(chan struct{}, 1),
 		loopDone:  make(chan struct{}),
 		reported:  make(map[string]struct{}),
@@ -235,40 +240,43 @@ var (
 	// waitBuckets are the buckets version 5 added.
 	waitBuckets = [][]byte{bucketTokens, bucketChildren}
 
-	keyFormat = []byte("format") // uint32: formatVersion
-	keyTokens = []byte("tokens") // uint64: every token handed out is <= it
+	keyFormat    = []byte("format")    // uint32: formatVersion
+	keyTokens    = []byte("tokens")    // uint64: every token handed out is <= it
+	keyUnbatched = []byte("unbatched") // uint64: keyTokens when Open upgraded the file to version 7; none if created since
 )
 
 // setup creates or checks the layout and reserves the first block of
-// fencing tokens, returning the last token of the previous run.
-func setup(tx *bbolt.Tx) (uint64, error) {
+// fencing tokens, returning the last token of the previous run and the
+// token ceiling when the file took version 7 (zero if it was created
+// since: see countChild).
+func setup(tx *bbolt.Tx) (floor, unbatched uint64, err error) {
 	data := [][]byte{bucketTriggers, bucketDue, bucketState, bucketFinal, bucketTokens, bucketChildren}
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		for _, name := range data {
 			if tx.Bucket(name) != nil {
-				return 0, fmt.Errorf("%w: bucket %q exists without %q", ErrFormat, name, bucketMeta)
+				return 0, 0, fmt.Errorf("%w: bucket %q exists without %q", ErrFormat, name, bucketMeta)
 			}
 		}
 		for _, name := range append(data, bucketMeta) {
 			if _, err := tx.CreateBucket(name); err != nil {
-				return 0, fmt.Errorf("boltstore: create buckets: %w", err)
+				return 0, 0, fmt.Errorf("boltstore: create buckets: %w", err)
 			}
 		}
 		meta = tx.Bucket(bucketMeta)
 		if err := meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
-			return 0, fmt.Errorf("boltstore: write format version: %w", err)
+			return 0, 0, fmt.Errorf("boltstore: write format version: %w", err)
 		}
 	}
 	v := meta.Get(keyFormat)
 	if len(v) != 4 {
-		return 0, fmt.Errorf("%w: no format version in the meta bucket", ErrFormat)
+		return 0, 0, fmt.Errorf("%w: no format version in the meta bucket", ErrFormat)
 	}
 	switch version := binary.BigEndian.Uint32(v); {
 	case version > formatVersion:
-		return 0, fmt.Errorf("%w: the file has format version %d, this build reads up to %d: upgrade triggerkit", ErrFormat, version, formatVersion)
+		return 0, 0, fmt.Errorf("%w: the file has format version %d, this build reads up to %d: upgrade triggerkit", ErrFormat, version, formatVersion)
 	case version < 1:
-		return 0, fmt.Errorf("%w: format version %d", ErrFormat, version)
+		return 0, 0, fmt.Errorf("%w: format version %d", ErrFormat, version)
 	}
 	version := binary.BigEndian.Uint32(v)
 	if version < 5 {
@@ -277,30 +285,38 @@ func setup(tx *bbolt.Tx) (uint64, error) {
 				// Only a build of the waits branch before it took format
 				// version 5 wrote these into an older version's file: its
 				// record fields have other bits than version 5's.
-				return 0, fmt.Errorf("%w: format version %d with the wait bucket %q: the file was written by a pre-release build of waits", ErrFormat, version, name)
+				return 0, 0, fmt.Errorf("%w: format version %d with the wait bucket %q: the file was written by a pre-release build of waits", ErrFormat, version, name)
 			}
 		}
 	}
 	if version < formatVersion {
 		if err := upgrade(tx, meta, version); err != nil {
-			return 0, fmt.Errorf("boltstore: upgrade from format version %d: %w", version, err)
+			return 0, 0, fmt.Errorf("boltstore: upgrade from format version %d: %w", version, err)
 		}
 	}
 	for _, name := range data {
 		if tx.Bucket(name) == nil {
-			return 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
+			return 0, 0, fmt.Errorf("%w: missing bucket %q", ErrFormat, name)
 		}
 	}
-	return reserveTokens(meta)
+	switch v := meta.Get(keyUnbatched); {
+	case len(v) == 8:
+		unbatched = binary.BigEndian.Uint64(v)
+	case v != nil:
+		return 0, 0, fmt.Errorf("%w: bad %q in the meta bucket", ErrFormat, keyUnbatched)
+	}
+	floor, err = reserveTokens(meta)
+	return floor, unbatched, err
 }
 
 // upgrade brings a file of an older format version up to formatVersion, in
 // the transaction that opens it: it drops the state index entries of the
 // states the current version does not index (scheduled since version 2,
 // completed since version 3), creates the wait buckets (version 5), stamps
-// the wait tokens (version 6) and writes the new version. Records need no
-// change: the fields of versions 4 and 5 take new bits, so older records
-// decode as they are.
+// the wait tokens (version 6), notes the token ceiling (version 7: the
+// children of the file have no batch, see countChild) and writes the new
+// version. Records need no change: the fields of versions 4, 5 and 7 take
+// new bits, so older records decode as they are.
 func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket, from uint32) error {
 	if b := tx.Bucket(bucketState); b != nil {
 		c := b.Cursor()
@@ -325,6 +341,15 @@ func upgrade(tx *bbolt.Tx, meta *bbolt.Bucket, from uint32) error {
 	}
 	if from < 6 {
 		if err := upgradeTokens(tx, time.Now()); err != nil {
+			return err
+		}
+	}
+	if from < 7 {
+		var ceiling uint64 // none stored: no token was handed out
+		if v := meta.Get(keyTokens); len(v) == 8 {
+			ceiling = binary.BigEndian.Uint64(v)
+		}
+		if err := meta.Put(keyUnbatched, binary.BigEndian.AppendUint64(nil, ceiling)); err != nil {
 			return err
 		}
 	}

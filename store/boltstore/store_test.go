@@ -234,12 +234,32 @@ func TestWrap(t *testing.T) {
 // asVersion turns the file at path, written by this build, into a file of
 // format version v as that version wrote it: without the buckets added
 // since, with the state index entries it kept (scheduled triggers in
-// version 1, completed ones up to version 2), and with version 5's token
-// values (no time). The records stay: those of the tests that call it use
-// no field newer than v.
+// version 1, completed ones up to version 2), with version 5's token values
+// (no time), and with children without a batch before version 7. The
+// records stay otherwise: those of the tests that call it use no other
+// field newer than v.
 func asVersion(t *testing.T, path string, v uint32) {
 	t.Helper()
 	withDB(t, path, func(tx *bbolt.Tx) error {
+		if v < 7 {
+			var old []record
+			err := tx.Bucket(bucketTriggers).ForEach(func(k, val []byte) error {
+				r, err := decodeRecord(string(k), val)
+				if err == nil && r.batch != 0 {
+					r.batch = 0
+					old = append(old, r)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			for _, r := range old {
+				if err := tx.Bucket(bucketTriggers).Put([]byte(r.t.ID), r.encode()); err != nil {
+					return err
+				}
+			}
+		}
 		if v == 5 {
 			b := tx.Bucket(bucketTokens)
 			c := b.Cursor()
@@ -480,6 +500,90 @@ func TestUpgradeTokensFromVersion5(t *testing.T) {
 	if _, _, err := s.Resume(ctx, at(time.Hour), "bad", nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Resume of the token that does not decode: %v, want ErrCorrupt", err)
 	}
+}
+
+// A version 6 file's children have no batch (see countChild). Those of a
+// wait in progress at the upgrade count in it and resume their parent;
+// those of a wait their parent leaves after the upgrade count in none of
+// its later waits. Children lists the old children as one batch, older
+// than any new one.
+func TestUpgradeChildrenFromVersion6(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "triggers.db")
+	s, err := Open(path, nil)
+	must(t, err)
+	must(t, s.SaveBatch(ctx, t0, []trigger.Trigger{next("p1", t0), next("p2", t0)}))
+	for id, kids := range map[string][]trigger.Trigger{
+		"p1": {next("k1", at(time.Hour)), next("k2", at(time.Hour))},
+		"p2": {next("m1", at(time.Hour)), next("m2", at(time.Hour))},
+	} {
+		c, err := s.Claim(ctx, id, claimFor("o", t0))
+		must(t, err)
+		_, err = s.Park(ctx, id, c.Token, trigger.Park{Kind: trigger.WaitKindChildren, Now: t0, Children: kids})
+		must(t, err)
+	}
+	must(t, s.Close())
+	asVersion(t, path, 6)
+	withDB(t, path, func(tx *bbolt.Tx) error {
+		for _, id := range []string{"k1", "k2", "m1", "m2"} {
+			if r, err := decodeRecord(id, tx.Bucket(bucketTriggers).Get([]byte(id))); err != nil || r.batch != 0 || r.t.ParentID == "" {
+				t.Fatalf("child %s of the version 6 file: batch %d, parent %q, %v", id, r.batch, r.t.ParentID, err)
+			}
+		}
+		return nil
+	})
+	// The second Open reads the token ceiling the first noted.
+	s, err = Open(path, nil)
+	must(t, err)
+	must(t, s.Close())
+	s = openTest(t, path, nil)
+
+	end := func(id string, now time.Time) {
+		t.Helper()
+		c, err := s.Claim(ctx, id, trigger.Claim{Owner: "o", Now: now, Until: now.Add(time.Minute), Force: true})
+		must(t, err)
+		must(t, s.Finish(ctx, id, c.Token, trigger.Outcome{Kind: trigger.OutcomeComplete, Now: now}))
+	}
+	parent := func(id string, state trigger.State, pending int) {
+		t.Helper()
+		p, err := s.Get(ctx, id)
+		must(t, err)
+		if p.State != state || p.Wait.Pending != pending {
+			t.Fatalf("parent %s: %v, %d pending; want %v, %d", id, p.State, p.Wait.Pending, state, pending)
+		}
+	}
+	children := func(id, want string) {
+		t.Helper()
+		cs, err := s.Children(ctx, id)
+		must(t, err)
+		var got []string
+		for _, c := range cs {
+			got = append(got, c.ID+":"+c.State.String())
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("Children(%s) = %v, want %s", id, got, want)
+		}
+	}
+	// p2 leaves its wait (it is fired) and parks on a new batch.
+	c, err := s.Claim(ctx, "p2", trigger.Claim{Owner: "o", Now: at(time.Second), Until: at(time.Hour), Force: true})
+	must(t, err)
+	_, err = s.Park(ctx, "p2", c.Token, trigger.Park{Kind: trigger.WaitKindChildren, Now: at(time.Second), Children: []trigger.Trigger{next("n1", at(time.Hour))}})
+	must(t, err)
+	children("p1", "[k1:scheduled k2:scheduled]")
+	children("p2", "[n1:scheduled]")
+	end("k1", at(2*time.Second))
+	parent("p1", trigger.StateWaiting, 1)
+	end("m1", at(2*time.Second))
+	parent("p2", trigger.StateWaiting, 1)
+	end("k2", at(3*time.Second))
+	parent("p1", trigger.StateScheduled, 0)
+	end("m2", at(3*time.Second))
+	parent("p2", trigger.StateWaiting, 1)
+	end("n1", at(4*time.Second))
+	parent("p2", trigger.StateScheduled, 0)
+	children("p1", "[k1:completed k2:completed]")
+	children("p2", "[n1:completed]")
 }
 
 // A file of an older version that holds the wait buckets was written by a

@@ -267,9 +267,25 @@ func countable(r *record) bool {
 	return true
 }
 
-// countChild counts the end of one child in the wait of parentID; the last
-// one makes the parent due at now. Callers hold s.mu.
-func (w *writeTx) countChild(parentID string, now time.Time) {
+// countChild counts the end of child c in its parent's wait, if the parent
+// still waits for c's batch; the last one makes the parent due at now.
+// Callers hold s.mu.
+//
+// A parent can leave a children wait before its children end (it is fired,
+// canceled and sent back, planned anew by Register, or deleted and saved
+// again under its ID) and park on a new batch later: a child of the wait it
+// left must not count in the new one, or the parent would resume before its
+// new children ended. So each child carries its batch: the fencing token of
+// the parent's claim that parked it (record.batch), which a waiting parent
+// keeps as its Token until a claim takes it out of the wait. Tokens come
+// from one counter per file, so no two parks share one, even of two
+// triggers that had one ID in turn. A child written before format version 7
+// has no batch; it belongs to the wait its parent was in when Open upgraded
+// the file, if any, which a parent still waits in if its token is at most
+// the file's token ceiling then (Store.unbatched): any park since has a
+// higher token.
+func (w *writeTx) countChild(c *record, now time.Time) {
+	parentID := c.t.ParentID
 	old, err := w.get(parentID)
 	if err != nil || old == nil {
 		return
@@ -280,6 +296,9 @@ func (w *writeTx) countChild(parentID string, now time.Time) {
 	t := &old.t
 	if t.State != trigger.StateWaiting || t.Wait.Kind != trigger.WaitKindChildren || t.Wait.Pending == 0 {
 		return
+	}
+	if c.batch != t.Token && (c.batch != 0 || t.Token > w.s.unbatched) {
+		return // the parent left the wait of c's batch: it waits for other children
 	}
 	r := *old
 	r.t.Wait.Pending--
@@ -338,7 +357,7 @@ func (s *Store) Park(ctx context.Context, id string, token uint64, p trigger.Par
 	}
 	for i := range children {
 		r := children[i].rec
-		r.t.ParentID = id
+		r.t.ParentID, r.batch = id, token // see countChild
 		if children[i], err = newChange(r); err != nil {
 			return time.Time{}, err
 		}
@@ -452,7 +471,10 @@ func (s *Store) Resume(ctx context.Context, now time.Time, key string, payload t
 	return res, id, nil
 }
 
-// Children implements trigger.WaitStore.
+// Children implements trigger.WaitStore. It returns the parent's last
+// batch (see countChild): the children with the highest batch, whether or
+// not the parent still exists. The children written before format version
+// 7 make one batch, older than any since.
 func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigger, error) {
 	if err := s.ready(ctx, checkID(parentID), invalidIf(len(parentID) > 255, "parent ID longer than 255 bytes")); err != nil {
 		return nil, err
@@ -465,18 +487,31 @@ func (s *Store) Children(ctx context.Context, parentID string) ([]trigger.Trigge
 	triggers := tx.Bucket(bucketTriggers)
 	prefix := childKey(parentID, "")
 	c := tx.Bucket(bucketChildren).Cursor()
-	var ts []trigger.Trigger
+	var rs []record
+	var last uint64
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		id := string(k[len(prefix):])
 		v := triggers.Get([]byte(id))
 		if v == nil {
 			continue
 		}
-		t, err := decodeTrigger(id, v)
+		r, err := decodeRecord(id, v)
 		if err != nil {
-			return nil, err
+			return nil, corrupt(id, err)
 		}
-		if l, ok := leases[id]; ok {
+		last = max(last, r.batch)
+		rs = append(rs, r)
+	}
+	var ts []trigger.Trigger
+	for i := range rs {
+		if rs[i].batch != last {
+			continue
+		}
+		t, err := rs[i].trigger()
+		if err != nil {
+			return nil, corrupt(t.ID, err)
+		}
+		if l, ok := leases[t.ID]; ok {
 			l.overlay(&t)
 		}
 		ts = append(ts, t)

@@ -156,7 +156,7 @@ func (s *Store) queueFinish(ctx context.Context, id string, token uint64, o trig
 			return err
 		}
 		if count {
-			w.countChild(base.t.ParentID, o.Now)
+			w.countChild(base, o.Now)
 		}
 		w.endLease(l, true)
 		return nil
@@ -280,7 +280,7 @@ func (s *Store) Cancel(ctx context.Context, id string, now time.Time) error {
 			return err
 		}
 		if count {
-			w.countChild(r.t.ParentID, now)
+			w.countChild(&r, now)
 		}
 		if l != nil {
 			w.endLease(l, false)
@@ -354,7 +354,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		default:
 			w.remove(old)
 			if !old.t.State.Final() && countable(old) {
-				w.countChild(old.t.ParentID, old.t.UpdatedAt) // its parent must not wait for it forever
+				w.countChild(old, old.t.UpdatedAt) // its parent must not wait for it forever
 			}
 		}
 		if l := w.s.leases[id]; l != nil && l.endedTx == 0 {
