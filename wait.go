@@ -104,9 +104,10 @@ type WaitResult struct {
 	Token string
 	// Until is the time of a WaitKindTime or the timeout of a WaitKindToken.
 	Until time.Time
-	// Children are the children of a WaitKindChildren, ordered by ID, as
-	// stored when the run started: each one's State (final once the wait
-	// resumed), LastError and Payload are its outcome.
+	// Children are the children of a WaitKindChildren (of that wait alone,
+	// not of a wait the trigger left before), ordered by ID, as stored when
+	// the run started: each one's State (final once the wait resumed),
+	// LastError and Payload are its outcome.
 	Children []Trigger
 }
 
@@ -162,7 +163,10 @@ func WaitFor(token string, timeout time.Duration) error {
 // an empty ParentInstanceID the parent's InstanceID, and ParentID is set to
 // the parent trigger; the other defaults are those of [Scheduler.Schedule].
 // When the parent runs again, [WaitResultFrom] lists each child with its
-// outcome.
+// outcome. A parent taken out of the wait before its children end
+// ([Scheduler.Fire], or [Scheduler.Cancel] and [Scheduler.Retry]) leaves
+// them running, but they no longer count: a later WaitChildren waits for
+// its own children alone.
 func WaitChildren(children ...Trigger) error {
 	return &Directive{wait: &waitSpec{kind: WaitKindChildren, children: children}}
 }
@@ -225,9 +229,13 @@ func (r ResumeResult) String() string {
 //   - Save ignores ParentID and Wait, which the store owns.
 //   - When a trigger with a ParentID reaches a final state (Finish with
 //     Complete or Fail, Cancel) or is deleted before, the parent's
-//     Wait.Pending drops by one, once per child; when it reaches zero and
-//     the parent still waits for its children, the parent becomes
-//     scheduled, due at the time of that write.
+//     Wait.Pending drops by one, once per child, if the parent still waits
+//     in the children wait that created the child; when it reaches zero,
+//     the parent becomes scheduled, due at the time of that write. A
+//     parent that left that wait (by a claim with Force, Cancel, a
+//     Register that plans it anew, or a Delete and a Save of its ID) never
+//     waits in it again, even once it parks on other children: the end of
+//     a child of a wait its parent left changes nothing but the child.
 //   - Finish with Reschedule clears Wait; other outcomes keep it, so a
 //     retried run sees the same wait result.
 //   - A wait is part of the run that parked: Park, and the end of the wait
@@ -261,8 +269,11 @@ type WaitStore interface {
 	// trigger, which is scheduled at now with payload merged into its own
 	// and Wait.Resumed set.
 	Resume(ctx context.Context, now time.Time, key string, payload Payload) (ResumeResult, string, error)
-	// Children returns the triggers whose ParentID is parentID, ordered by
-	// ID (none for a trigger without children).
+	// Children returns the children of the last children wait of trigger
+	// parentID (the triggers its last Park with WaitKindChildren stored),
+	// ordered by ID; none for a trigger that never parked on children.
+	// The children of an earlier wait, which it left or which ended, are
+	// not listed, though their ParentID is parentID too.
 	Children(ctx context.Context, parentID string) ([]Trigger, error)
 	// Checkpoint replaces the payload of a running trigger, fenced by token
 	// like Extend; nothing else changes. It is durable when it returns.
@@ -416,8 +427,9 @@ func (s *Scheduler) Resume(ctx context.Context, token string, payload Payload) (
 	return res, nil
 }
 
-// Children returns the children of the trigger parentID ([WaitChildren]),
-// ordered by ID, with their states and outcomes.
+// Children returns the children of the last [WaitChildren] of the trigger
+// parentID (the batch it waits for, or waited for last), ordered by ID,
+// with their states and outcomes.
 func (s *Scheduler) Children(ctx context.Context, parentID string) ([]Trigger, error) {
 	if parentID == "" {
 		return nil, invalidf("Children: empty id")

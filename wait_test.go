@@ -146,6 +146,86 @@ func TestThousandChildrenResumeParentOnce(t *testing.T) {
 	})
 }
 
+// A parent that leaves its children wait before the children end (it is
+// fired, or canceled and retried) and parks on a new batch waits for that
+// batch alone: the children of the first batch that end meanwhile do not
+// count, it resumes once the last new child ended, and it sees the new
+// batch. The run that left the wait saw the batch it left.
+func TestParentWaitsForItsNewBatchAfterLeavingAWait(t *testing.T) {
+	t.Parallel()
+	for _, leave := range []struct {
+		name string
+		do   func(s *trigger.Scheduler) error
+	}{
+		{"Fire", func(s *trigger.Scheduler) error { return s.Fire(context.Background(), "p") }},
+		{"CancelAndRetry", func(s *trigger.Scheduler) error {
+			if err := s.Cancel(context.Background(), "p"); err != nil {
+				return err
+			}
+			return s.Retry(context.Background(), "p")
+		}},
+	} {
+		t.Run(leave.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				child := func(id string, after time.Duration) trigger.Trigger {
+					return trigger.Trigger{ID: id, DueAt: start.Add(after)}
+				}
+				var mu sync.Mutex
+				var seen []trigger.WaitResult // the results of the parent's runs after its first
+				b := setup(t, trigger.Config{}, func(ctx context.Context, tr *trigger.Trigger) error {
+					if tr.ParentID != "" {
+						return nil
+					}
+					r, ok := trigger.WaitResultFrom(ctx)
+					if !ok {
+						return trigger.WaitChildren(child("a1", time.Hour), child("a2", 2*time.Hour))
+					}
+					mu.Lock()
+					seen = append(seen, r)
+					mu.Unlock()
+					if r.Outcome != trigger.WaitResumed { // taken out of its wait
+						return trigger.WaitChildren(child("b1", 3*time.Hour), child("b2", 4*time.Hour))
+					}
+					return nil
+				})
+				b.schedule(t, trigger.Trigger{ID: "p", DueAt: start})
+				time.Sleep(time.Minute)
+				if err := leave.do(b.sched); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Hour)
+				runs := b.runs.of("p")
+				if len(runs) != 3 {
+					t.Fatalf("parent ran %d times, want 3 (park, leave the wait and park again, resume)", len(runs))
+				}
+				if d := runs[2].at.Sub(start); d != 4*time.Hour {
+					t.Errorf("parent resumed at +%v, want +4h, when its last new child ended", d)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i, want := range []string{"[a1:scheduled a2:scheduled]", "[b1:completed b2:completed]"} {
+					var got []string
+					for _, c := range seen[i].Children {
+						got = append(got, c.ID+":"+c.State.String())
+					}
+					if fmt.Sprint(got) != want {
+						t.Errorf("run %d saw the children %v, want %s", i+2, got, want)
+					}
+				}
+				if seen[0].Outcome == trigger.WaitResumed || seen[1].Outcome != trigger.WaitResumed {
+					t.Errorf("runs 2 and 3 saw their waits %v and %v, want not resumed, then resumed", seen[0].Outcome, seen[1].Outcome)
+				}
+				if got := b.get(t, "p"); got.State != trigger.StateCompleted {
+					t.Errorf("parent is %v (%s), want completed", got.State, got.LastError)
+				}
+				b.stop(t)
+			})
+		})
+	}
+}
+
 // A waiter with a timeout times out exactly once: the consumer sees
 // WaitTimedOut, and a resume that comes later is too late.
 func TestWaitTimeoutOnce(t *testing.T) {

@@ -353,6 +353,76 @@ func (s suite) waits(t *testing.T) {
 		}
 	})
 
+	// A parent leaves a children wait before its children end, in each of
+	// the ways the contract has: it is fired (a forced claim), canceled and
+	// sent back, planned anew by a registration that changes its schedule,
+	// or deleted and saved again under its ID. Each time it then parks on a
+	// new batch. The children of the wait it left count in no later wait:
+	// however they end, the parent waits for exactly its new batch, and
+	// Children lists the batch of its last wait.
+	for _, leave := range []struct {
+		name string
+		// run takes p, waiting for a1 to a4 since 1s, out of that wait at
+		// 2s and returns it claimed again.
+		run func(h *harness) trigger.Trigger
+	}{
+		{"Fire", func(h *harness) trigger.Trigger {
+			return h.claim("p", trigger.Claim{Owner: "w", Now: at(2 * time.Second), Until: at(time.Hour), Force: true})
+		}},
+		{"CancelAndRequeue", func(h *harness) trigger.Trigger {
+			h.cancel("p", at(2*time.Second))
+			if err := h.s.Requeue(h.ctx, "p", at(2*time.Second), at(2*time.Second)); err != nil {
+				h.Fatal(err)
+			}
+			return h.claim("p", lease("w", at(2*time.Second)))
+		}},
+		{"Register", func(h *harness) trigger.Trigger {
+			h.register(at(2*time.Second), cron("p", "* * * * *", at(2*time.Second)), trigger.RegisterUpdated)
+			return h.claim("p", lease("w", at(2*time.Second)))
+		}},
+		{"DeleteAndSaveAgain", func(h *harness) trigger.Trigger {
+			if err := h.s.Delete(h.ctx, "p"); err != nil {
+				h.Fatal(err)
+			}
+			if err := h.s.Save(h.ctx, at(2*time.Second), plain("p", at(2*time.Second))); err != nil {
+				h.Fatal(err)
+			}
+			return h.claim("p", lease("w", at(2*time.Second)))
+		}},
+	} {
+		s.waitTest(t, "AbandonedChildren/"+leave.name, func(h *harness) {
+			c := h.running("p")
+			h.park("p", c.Token, trigger.Park{Kind: trigger.WaitKindChildren, Now: at(time.Second),
+				Children: []trigger.Trigger{plain("a1", t0), plain("a2", t0), waiting("a3"), plain("a4", t0)}})
+			c = leave.run(h)
+			h.endChild("a1", at(3*time.Second), "complete") // while the parent runs
+			h.park("p", c.Token, trigger.Park{Kind: trigger.WaitKindChildren, Now: at(4 * time.Second),
+				Children: []trigger.Trigger{plain("b1", at(time.Hour)), waiting("b2")}})
+			if got := h.children("p"); got != "[b1:scheduled b2:waiting]" {
+				h.Errorf("Children of the parent waiting for its new batch = %v", got)
+			}
+			for i, end := range []string{"fail", "cancel", "delete"} {
+				id := fmt.Sprint("a", i+2)
+				h.endChild(id, at(time.Duration(5+i)*time.Second), end)
+				if got := h.get("p"); got.State != trigger.StateWaiting || got.Wait.Pending != 2 {
+					h.Fatalf("parent after %s of the left wait ended (%s): %v, %d pending; want waiting for 2", id, end, got.State, got.Wait.Pending)
+				}
+			}
+			h.endChild("b1", at(time.Hour), "complete")
+			if got := h.get("p"); got.State != trigger.StateWaiting || got.Wait.Pending != 1 {
+				h.Fatalf("parent after b1: %v, %d pending; want waiting for 1", got.State, got.Wait.Pending)
+			}
+			h.endChild("b2", at(2*time.Hour), "cancel")
+			got := h.get("p")
+			if got.State != trigger.StateScheduled || !got.DueAt.Equal(at(2*time.Hour)) || got.Wait.Pending != 0 || got.Wait.Kind != trigger.WaitKindChildren {
+				h.Fatalf("parent after its last child: %+v", got)
+			}
+			if got := h.children("p"); got != "[b1:completed b2:canceled]" {
+				h.Errorf("Children of the resumed parent = %v", got)
+			}
+		})
+	}
+
 	s.waitTest(t, "Checkpoint", func(h *harness) {
 		c := h.running("a")
 		if err := h.ws().Checkpoint(h.ctx, "a", c.Token, at(time.Second), trigger.Payload{"done": 5.0}); err != nil {
@@ -637,4 +707,43 @@ func (s suite) waits(t *testing.T) {
 // p0 returns the Wait that Park p gives a trigger.
 func p0(p trigger.Park) trigger.Wait {
 	return trigger.Wait{Kind: p.Kind, Until: p.Until, Pending: len(p.Children)}
+}
+
+// endChild ends child id at now as end says: "complete" or "fail" (a run
+// claimed with Force, so a child not yet due ends too), "cancel" or
+// "delete".
+func (h *harness) endChild(id string, now time.Time, end string) {
+	h.Helper()
+	switch end {
+	case "complete", "fail":
+		o := trigger.Outcome{Kind: trigger.OutcomeComplete, Now: now}
+		if end == "fail" {
+			o.Kind, o.Error = trigger.OutcomeFail, "e"
+		}
+		c := h.claim(id, trigger.Claim{Owner: "w", Now: now, Until: now.Add(leaseFor), Force: true})
+		h.finish(id, c.Token, o)
+	case "cancel":
+		h.cancel(id, now)
+	case "delete":
+		if err := h.s.Delete(h.ctx, id); err != nil {
+			h.Fatalf("Delete(%q): %v", id, err)
+		}
+	default:
+		h.Fatalf("endChild(%q): unknown end %q", id, end)
+	}
+}
+
+// children returns the children of parent as Children lists them, each as
+// ID:state.
+func (h *harness) children(parent string) string {
+	h.Helper()
+	cs, err := h.ws().Children(h.ctx, parent)
+	if err != nil {
+		h.Fatalf("Children(%q): %v", parent, err)
+	}
+	var states []string
+	for _, c := range cs {
+		states = append(states, c.ID+":"+c.State.String())
+	}
+	return fmt.Sprint(states)
 }
