@@ -58,8 +58,8 @@ type Scheduler struct {
 	// deferred holds runs ended while claimed jobs were waiting to start:
 	// their outcomes are recorded once none waits (see deferOutcome).
 	deferred []deferredRun
-	// claimedReady counts the claimed jobs in the ready queue. Written
-	// under mu; read without it at the end of every run.
+	// claimedReady counts the claimed jobs fired and not yet taken by a
+	// worker. Read without mu at the end of every run.
 	claimedReady atomic.Int64
 	running      map[string]run // claimed runs no worker holds: see run
 	slots        []*slot        // each worker's run
@@ -124,6 +124,10 @@ type job struct {
 type firedJob struct {
 	t Trigger
 	j job
+	// rc is the context of the run of a trigger claimed ahead, made with
+	// the claim: when thousands fall due at once, their runs start without
+	// allocating it. Nil for a trigger claimed by Fire.
+	rc *runContext
 }
 
 // Runs: what the heartbeat extends, and Cancel and Stop stop, is the runs
@@ -464,7 +468,7 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 	s.takeSlotLocked(j.queue) // a fired trigger runs even over its queue's limit
 	s.queued[id] = j.seq
 	s.running[id] = run{token: t.Token}
-	s.fired = append(s.fired, firedJob{t, j})
+	s.fired = append(s.fired, firedJob{t: t, j: j})
 	s.work.Signal()
 	s.mu.Unlock()
 	return nil
@@ -578,8 +582,6 @@ func (s *Scheduler) enqueueLocked(j job) {
 		s.seq++
 		j.seq = s.seq
 		s.queued[j.id] = j.seq
-	} else {
-		s.claimedReady.Add(1)
 	}
 	s.ready.push(j)
 	s.work.Signal()
@@ -657,6 +659,16 @@ func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 // workers start on the first ones while the rest of a large batch is
 // queued.
 func (s *Scheduler) queueFired(f *firing) {
+	// The claimed jobs count as waiting from now, not from their share:
+	// workers that ran the first shares dry do not turn to recording
+	// deferred outcomes while the rest are being queued.
+	claimed := 0
+	for i := range f.jobs {
+		if f.jobs[i].claimed {
+			claimed++
+		}
+	}
+	s.claimedReady.Add(int64(claimed))
 	for batch := f.jobs; len(batch) > 0; {
 		n := min(len(batch), enqueueShare)
 		s.mu.Lock()
@@ -713,7 +725,7 @@ func (s *Scheduler) worker(sl *slot) {
 			s.forgetLocked(&j)
 		}
 		waited := false
-		for len(s.fired) == 0 && s.ready.len() == 0 && len(s.deferred) == 0 && s.phase == phaseStarted && !ended {
+		for len(s.fired) == 0 && s.ready.len() == 0 && (len(s.deferred) == 0 || s.claimedReady.Load() > 0) && s.phase == phaseStarted && !ended {
 			waited = true
 			if s.moreDue {
 				s.moreDue = false
@@ -858,7 +870,12 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 		s.release(*t, j.due)
 		return
 	}
-	s.ahead[t.ID] = &firedJob{*t, *j}
+	a := &struct {
+		f  firedJob
+		rc runContext
+	}{firedJob{t: *t, j: *j}, runContext{t: *t, id: t.ID, token: t.Token}}
+	a.f.rc = &a.rc
+	s.ahead[t.ID] = &a.f
 	s.running[t.ID] = run{token: t.Token}
 	s.mu.Unlock()
 	e := j.entry
@@ -951,7 +968,13 @@ func (s *Scheduler) execute(t *Trigger, j *job, a *firedJob, start time.Time, ct
 	}
 	// One allocation holds the run's context and the consumer's copy of the
 	// trigger, which it may change; the scheduler's own copy is *t.
-	rc := &runContext{Context: ctx, t: *t, id: t.ID, token: t.Token}
+	var rc *runContext
+	if a != nil && a.rc != nil {
+		rc = a.rc // made with the claim, of the trigger as claimed
+		rc.Context = ctx
+	} else {
+		rc = &runContext{Context: ctx, t: *t, id: t.ID, token: t.Token}
+	}
 
 	var o Outcome
 	var oc *occurrence
