@@ -707,12 +707,15 @@ func (s *Scheduler) helpAdvance(f *firing) time.Time {
 // left due soon is armed after that, outside the lock.
 func (s *Scheduler) worker(sl *slot) {
 	var (
-		t      Trigger // the trigger claimed, then run
-		j      job     // its job
-		o      Outcome // the outcome of t's run, if ended
-		ended  bool    // t's run ended here: forget it, then arm what o left due
-		ctx    context.Context
-		cancel context.CancelCauseFunc
+		t     Trigger // the trigger claimed, then run
+		j     job     // its job
+		o     Outcome // the outcome of t's run, if ended
+		ended bool    // t's run ended here: forget it, then arm what o left due
+		// t was claimed ahead: its entry in the running map stays until
+		// its run ends, or until its deferred outcome is recorded.
+		heldAhead bool
+		ctx       context.Context
+		cancel    context.CancelCauseFunc
 	)
 	var fired firing // what this worker's helpAdvance fires
 	for {
@@ -722,6 +725,9 @@ func (s *Scheduler) worker(sl *slot) {
 		now := s.helpAdvance(&fired) // the claim's time, unless the worker waits
 		s.mu.Lock()
 		if ended {
+			if heldAhead {
+				delete(s.running, j.id)
+			}
 			s.forgetLocked(&j)
 		}
 		waited := false
@@ -794,7 +800,6 @@ func (s *Scheduler) worker(sl *slot) {
 				if took = ok && a.j.due == next.due; took {
 					f = *a
 					delete(s.ahead, next.id)
-					delete(s.running, next.id)
 					sl.set(f.t.ID, f.t.Token, cancel)
 				}
 			case took:
@@ -856,6 +861,7 @@ func (s *Scheduler) worker(sl *slot) {
 			}
 		}
 		o, ended = s.execute(&t, &j, a, now, ctx, cancel)
+		heldAhead = a != nil
 		sl.set("", 0, nil)
 		ctx = nil
 	}
@@ -920,8 +926,7 @@ func (s *Scheduler) deferOutcome(a *firedJob, t *Trigger, j *job, v verdict) boo
 	}
 	a.t, a.j = *t, *j // the run's copies, as it left them
 	s.deferred = append(s.deferred, deferredRun{a, v})
-	s.running[t.ID] = run{token: t.Token}
-	return true
+	return true // its entry in the running map, from its claim, stays
 }
 
 // recordDeferred records the deferred outcomes of batch and ends their
