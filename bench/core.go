@@ -203,7 +203,7 @@ func heap() uint64 {
 }
 
 func mustStart(store trigger.Store, c trigger.Consumer) *trigger.Scheduler {
-	s, err := trigger.New(store, c, trigger.Config{Workers: 16, Logger: quiet})
+	s, err := trigger.New(store, c, trigger.Config{Workers: 16, ClaimAhead: claimAhead, Logger: quiet})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,6 +6,7 @@
 //	go run ./bench -table cron            # 10,000 cron triggers firing in the same second, and robfig/cron
 //	go run ./bench -table all
 //	go run ./bench -n 1000000 -timeline   # where the lateness tail comes from, per 500 ms of due time
+//	go run ./bench -claim-ahead -1ns      # as above, claiming each trigger at its due time
 //
 // Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
 // are printed, never asserted: they depend on the machine.
@@ -21,7 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
+
+// claimAhead is the -claim-ahead flag.
+var claimAhead time.Duration
 
 func main() {
 	var (
@@ -34,9 +39,11 @@ func main() {
 		prof  = flag.String("cpuprofile", "", "write a CPU profile to this file")
 		mprof = flag.String("mutexprofile", "", "write a mutex contention profile to this file")
 		tl    = flag.Bool("timeline", false, "core table: print lateness by due time, per 500 ms")
+		ahead = flag.Duration("claim-ahead", 0, "Config.ClaimAhead of the schedulers measured (0: the default; negative: claim at the due time)")
 	)
 	flag.Parse()
 	timeline = *tl
+	claimAhead = *ahead
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
