@@ -4,9 +4,10 @@
 //
 // A [Scheduler] persists [Trigger] values ("run node N of workflow instance S
 // at time T with payload P") in a pluggable [Store], arms the ones due soon
-// in a hierarchical timing wheel, and when one is due claims it in the store
-// (a lease with a fencing token) and runs it through the host's [Consumer] on
-// a bounded pool of workers. A periodic scan and startup recovery read the
+// in a hierarchical timing wheel, claims each in the store (a lease with a
+// fencing token) shortly before it is due (Config.ClaimAhead) and runs it
+// when it is due through the host's [Consumer] on a bounded pool of
+// workers. A periodic scan and startup recovery read the
 // store, so nothing is missed after a crash, a lost timer or the death of
 // another node.
 //
