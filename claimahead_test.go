@@ -172,3 +172,49 @@ func TestClaimAheadBurst(t *testing.T) {
 		})
 	}
 }
+
+// A CRON trigger claimed ahead whose run starts later than MisfireGrace
+// after its due time (every worker was busy) runs as a misfire catch-up:
+// what a run claimed ahead stands for is decided as of its due time only
+// if it starts within the grace.
+func TestClaimAheadLateStartIsCatchUp(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		type seen struct {
+			occ trigger.Occurrence
+			ok  bool
+			at  time.Time
+		}
+		var runs []seen
+		b := setup(t, trigger.Config{Workers: 1, ClaimAhead: 100 * time.Millisecond, MisfireGrace: time.Second},
+			func(ctx context.Context, tr *trigger.Trigger) error {
+				if tr.ID == "blocker" {
+					time.Sleep(5 * time.Second)
+					return nil
+				}
+				occ, ok := trigger.OccurrenceFromContext(ctx)
+				runs = append(runs, seen{occ, ok, time.Now()})
+				return nil
+			})
+		boundary := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
+		if _, err := b.sched.Register(context.Background(), trigger.Trigger{ID: "cron", Cron: "*/10 * * * * *"}); err != nil {
+			t.Fatalf("Register: %v", err)
+		}
+		// Claimed ahead before the CRON trigger, the blocker holds the
+		// only worker from 50ms before the boundary to 4.95s after it.
+		b.schedule(t, trigger.Trigger{ID: "blocker", DueAt: boundary.Add(-50 * time.Millisecond)})
+		time.Sleep(time.Until(boundary) + 6*time.Second)
+		synctest.Wait()
+		b.stop(t)
+		if len(runs) != 1 {
+			t.Fatalf("CRON runs %+v, want one", runs)
+		}
+		r := runs[0]
+		if late := r.at.Sub(boundary); late <= time.Second {
+			t.Fatalf("the CRON run started %v after its due time; the test needs it later than MisfireGrace", late)
+		}
+		if !r.ok || !r.occ.CatchUp || !r.occ.Scheduled.Equal(boundary) {
+			t.Fatalf("occurrence %+v (ok %v), want a catch-up for %v", r.occ, r.ok, boundary)
+		}
+	})
+}

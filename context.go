@@ -29,8 +29,11 @@ type Occurrence struct {
 // stands for. ok is false outside the run of a CRON trigger, and for a run
 // started by Fire before its due time (which stands for no occurrence).
 func OccurrenceFromContext(ctx context.Context) (o Occurrence, ok bool) {
-	o, ok = ctx.Value(occurrenceKey{}).(Occurrence)
-	return o, ok
+	p, ok := ctx.Value(occurrenceKey{}).(*Occurrence)
+	if !ok {
+		return Occurrence{}, false
+	}
+	return *p, true
 }
 
 // NewContext returns a copy of ctx that carries t. The scheduler calls it
@@ -59,7 +62,7 @@ func (c *runContext) Value(key any) any {
 		return &c.t
 	case occurrenceKey{}:
 		if c.hasOcc {
-			return c.occ
+			return &c.occ // a pointer: boxing it allocates nothing
 		}
 		return nil
 	case runKey{}:

@@ -54,7 +54,7 @@ type Scheduler struct {
 	seq    uint64               // the last job's seq
 	ready  readyQueue           // due, not yet claimed
 	fired  []firedJob           // claimed by Fire, not yet started
-	ahead  map[string]*firedJob // claimed ahead of their due time, armed to run at it
+	ahead  map[string]*aheadRun // claimed ahead of their due time, armed to run at it
 	// deferred holds runs ended while claimed jobs were waiting to start:
 	// their outcomes are recorded once none waits (see deferOutcome).
 	deferred []deferredRun
@@ -119,15 +119,26 @@ type job struct {
 	seq uint64 // tells this job from a later one of the same trigger in queued
 }
 
-// firedJob is a trigger claimed by Fire, waiting for a worker, or one
-// claimed ahead of its due time, waiting for it.
+// firedJob is a trigger claimed by Fire, waiting for a worker.
 type firedJob struct {
 	t Trigger
 	j job
-	// rc is the context of the run of a trigger claimed ahead, made with
-	// the claim: when thousands fall due at once, their runs start without
-	// allocating it. Nil for a trigger claimed by Fire.
-	rc *runContext
+}
+
+// aheadRun is a trigger claimed ahead of its due time, armed to run at it.
+// What its run needs is made with the claim, so that when thousands fall
+// due at once their runs start without allocating or computing anything:
+// the run's context, with the consumer's copy of the trigger, and the
+// occurrence a CRON run stands for.
+type aheadRun struct {
+	t      Trigger // the scheduler's copy: as claimed, then as its run left it
+	j      job
+	rc     runContext
+	cancel context.CancelCauseFunc // rc.Context's
+	// oc is the occurrence a run of a CRON trigger stands for if it starts
+	// within Config.MisfireGrace of its due time, decided as of that time;
+	// nil for other triggers, or when the run is to decide (see execute).
+	oc *occurrence
 }
 
 // Runs: what the heartbeat extends, and Cancel and Stop stop, is the runs
@@ -184,6 +195,7 @@ func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause 
 				delete(s.ahead, id)
 				delete(s.running, id)
 				s.forgetLocked(&a.j)
+				a.cancel(cause)
 			}
 		}
 	}
@@ -225,7 +237,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]uint64),
 		running:  make(map[string]run),
-		ahead:    make(map[string]*firedJob),
+		ahead:    make(map[string]*aheadRun),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -714,7 +726,12 @@ func (s *Scheduler) worker(sl *slot) {
 		// t was claimed ahead: its entry in the running map stays until
 		// its run ends, or until its deferred outcome is recorded.
 		heldAhead bool
-		ctx       context.Context
+		// deferring is the run of t claimed ahead, whose outcome (v) is
+		// to be deferred if claimed runs still wait to start (see
+		// deferLocked).
+		deferring *aheadRun
+		v         verdict
+		ctx       context.Context // for the next run, unless claimed ahead
 		cancel    context.CancelCauseFunc
 	)
 	var fired firing // what this worker's helpAdvance fires
@@ -729,6 +746,16 @@ func (s *Scheduler) worker(sl *slot) {
 				delete(s.running, j.id)
 			}
 			s.forgetLocked(&j)
+		}
+		if deferring != nil {
+			a := deferring
+			deferring = nil
+			if !s.deferLocked(a, &t, &j, &v) {
+				// Record it now, then forget it as a run ended here.
+				s.mu.Unlock()
+				o, ended, heldAhead = s.finish(&t, s.decide(&t, &v), &v), true, true
+				continue
+			}
 		}
 		waited := false
 		for len(s.fired) == 0 && s.ready.len() == 0 && (len(s.deferred) == 0 || s.claimedReady.Load() > 0) && s.phase == phaseStarted && !ended {
@@ -745,7 +772,8 @@ func (s *Scheduler) worker(sl *slot) {
 		if s.phase != phaseStarted {
 			fired := s.fired
 			for _, a := range s.ahead {
-				fired = append(fired, *a)
+				a.cancel(nil)
+				fired = append(fired, firedJob{t: a.t, j: a.j})
 			}
 			s.fired = nil
 			clear(s.ahead)
@@ -778,9 +806,10 @@ func (s *Scheduler) worker(sl *slot) {
 			continue
 		}
 		var f firedJob
-		var a *firedJob // f, claimed ahead
+		var a *aheadRun // the job's run, claimed ahead
 		var next job
 		took := true
+		runCancel := cancel // the context's of the run taken
 		switch {
 		case len(s.fired) > 0:
 			f = s.fired[0]
@@ -798,16 +827,16 @@ func (s *Scheduler) worker(sl *slot) {
 				var ok bool
 				a, ok = s.ahead[next.id]
 				if took = ok && a.j.due == next.due; took {
-					f = *a
 					delete(s.ahead, next.id)
-					sl.set(f.t.ID, f.t.Token, cancel)
+					runCancel = a.cancel
+					sl.set(a.t.ID, a.t.Token, runCancel)
 				}
 			case took:
 				sl.set(next.id, 0, cancel)
 			}
 		}
 		if took && s.shutdown.Load() {
-			cancel(errShutdown)
+			runCancel(errShutdown)
 		}
 		s.mu.Unlock()
 		if ended {
@@ -821,14 +850,17 @@ func (s *Scheduler) worker(sl *slot) {
 			now = time.Now()
 		}
 
-		if f.t.ID != "" {
-			t, j = f.t, f.j
-			if now.UnixNano() < next.due {
+		switch {
+		case a != nil:
+			t, j = a.t, a.j
+			if now.UnixNano() < j.due {
 				// Fired, since this worker read the clock, by a clock
 				// read later: the present is at least its due time.
-				now = time.Unix(0, next.due)
+				now = time.Unix(0, j.due)
 			}
-		} else {
+		case f.t.ID != "":
+			t, j = f.t, f.j
+		default:
 			j = next
 			if now.UnixNano() < j.due {
 				// Fired by a clock read later than this worker's, or
@@ -860,28 +892,39 @@ func (s *Scheduler) worker(sl *slot) {
 				continue
 			}
 		}
-		o, ended = s.execute(&t, &j, a, now, ctx, cancel)
-		heldAhead = a != nil
+		var e ending
+		if a != nil {
+			e = s.execute(&t, &j, a, now, a.rc.Context, a.cancel, &o, &v)
+		} else {
+			e = s.execute(&t, &j, nil, now, ctx, cancel, &o, &v)
+			ctx = nil // used: the next run gets a new one
+		}
 		sl.set("", 0, nil)
-		ctx = nil
+		ended, heldAhead = e == endRecorded, a != nil
+		if e == endDeferrable {
+			deferring = a
+		}
 	}
 }
 
 // claimedAhead arms the run of trigger t of job j, claimed ahead of its
 // due time, at that time; a scheduler stopping meanwhile gives it back.
 func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
+	a := &aheadRun{t: *t, j: *j, rc: runContext{t: *t, id: t.ID, token: t.Token}}
+	a.rc.Context, a.cancel = context.WithCancelCause(s.io)
+	if t.Type == TypeCron {
+		if oc, skip := s.claimed(&a.t, time.Unix(0, j.due)); skip == nil && !oc.early {
+			a.oc = oc
+		}
+	}
 	s.mu.Lock()
 	if s.phase != phaseStarted {
 		s.mu.Unlock()
+		a.cancel(nil)
 		s.release(*t, j.due)
 		return
 	}
-	a := &struct {
-		f  firedJob
-		rc runContext
-	}{firedJob{t: *t, j: *j}, runContext{t: *t, id: t.ID, token: t.Token}}
-	a.f.rc = &a.rc
-	s.ahead[t.ID] = &a.f
+	s.ahead[t.ID] = a
 	s.running[t.ID] = run{token: t.Token}
 	s.mu.Unlock()
 	e := j.entry
@@ -892,8 +935,8 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 }
 
 // maxDeferred bounds the outcomes deferred while claimed runs wait to
-// start (each holds its claim's record, about 1.1 KB, until recorded:
-// eighteen megabytes at most). It is more than the
+// start (each holds its aheadRun, about 1.2 KB, until recorded: twenty
+// megabytes at most). It is more than the
 // ten thousand CRON triggers of one second, whose runs all start before
 // any of their outcomes is recorded; past it, each run records its own.
 const maxDeferred = 1 << 14
@@ -905,28 +948,25 @@ const recordShare = 64
 // deferredRun is a run whose outcome is to be recorded later: the trigger
 // claimed ahead (a) and what its run came to.
 type deferredRun struct {
-	a *firedJob
+	a *aheadRun
 	v verdict
 }
 
-// deferOutcome defers recording the outcome of the run of t (job j),
+// deferLocked defers recording the outcome of the run of t (job j),
 // claimed ahead as a, that came to v, if more runs claimed ahead wait to
 // start: when ten thousand of them fall due at once, every one starts
 // before the outcomes (the store writes, the next CRON occurrences) are
 // recorded, rather than each waiting for the outcomes of those before it.
 // Until it is recorded, the run still counts as running here, like one
 // handed over to the finisher. It reports whether it deferred the outcome.
-func (s *Scheduler) deferOutcome(a *firedJob, t *Trigger, j *job, v verdict) bool {
-	if s.claimedReady.Load() == 0 {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.phase != phaseStarted || len(s.deferred) >= maxDeferred {
+// The worker calls it with s.mu held for the next job, so that deferring
+// takes no lock of its own.
+func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) bool {
+	if s.phase != phaseStarted || s.claimedReady.Load() == 0 || len(s.deferred) >= maxDeferred {
 		return false
 	}
 	a.t, a.j = *t, *j // the run's copies, as it left them
-	s.deferred = append(s.deferred, deferredRun{a, v})
+	s.deferred = append(s.deferred, deferredRun{a, *v})
 	return true // its entry in the running map, from its claim, stays
 }
 
@@ -961,11 +1001,21 @@ func (s *Scheduler) claimFailed(j *job, err error) {
 	}
 }
 
-// execute runs the trigger t of job j, claimed at about start, whose run is
-// registered with ctx's cancel func, and records its outcome. It returns
-// the outcome and true, or false when it handed the outcome over to the
-// finisher, which ends the run.
-func (s *Scheduler) execute(t *Trigger, j *job, a *firedJob, start time.Time, ctx context.Context, cancel context.CancelCauseFunc) (Outcome, bool) {
+// ending is how a run left its outcome; see execute.
+type ending uint8
+
+const (
+	endRecorded   ending = iota // recorded: the worker forgets the run
+	endHandedOver               // to the finisher, which ends the run
+	endDeferrable               // not yet recorded: the worker may defer it
+)
+
+// execute runs the trigger t of job j, claimed at about start (ahead of its
+// due time as a, or nil), whose run is registered with ctx's cancel func.
+// It records the outcome in *o and returns endRecorded, or hands it over to
+// the finisher, or, for a run claimed ahead, leaves what the run came to in
+// *v for the worker to defer (deferLocked) or record.
+func (s *Scheduler) execute(t *Trigger, j *job, a *aheadRun, start time.Time, ctx context.Context, cancel context.CancelCauseFunc, o *Outcome, v *verdict) ending {
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
@@ -976,56 +1026,60 @@ func (s *Scheduler) execute(t *Trigger, j *job, a *firedJob, start time.Time, ct
 	// trigger, which it may change; the scheduler's own copy is *t.
 	var rc *runContext
 	if a != nil {
-		rc = a.rc // made with the claim, of the trigger as claimed
+		rc = &a.rc // made with the claim, of the trigger as claimed
 		rc.Context = ctx
 	} else {
 		rc = &runContext{Context: ctx, t: *t, id: t.ID, token: t.Token}
 	}
 
-	var o Outcome
 	var oc *occurrence
 	var skip *Outcome
-	if t.Type == TypeCron {
+	switch {
+	case a != nil && a.oc != nil && start.Sub(t.DueAt) <= s.cfg.MisfireGrace:
+		oc = a.oc // decided with the claim, as of the due time
+	case t.Type == TypeCron:
 		oc, skip = s.claimed(t, start)
 	}
 	if skip != nil {
 		// The misfire policy skips the run.
-		o = s.finish(t, *skip, &verdict{skip: skip})
-	} else {
-		if oc != nil && !oc.early {
-			rc.occ, rc.hasOcc = oc.Occurrence, true
-		}
-		err := s.prepareRun(rc)
-		if err == nil {
-			err = s.call(rc, &rc.t)
-		}
-		cause := context.Cause(ctx)
-		var dealt bool // the run's end is dealt with: no outcome to record
-		if err != nil && (cause == errLeaseLost || cause == errCanceled) {
-			// The store would refuse the outcome: the trigger is no longer ours.
-			s.logRun(t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
-			dealt = true
-		} else {
-			// A wait ends the run by parking the trigger; a wait refused
-			// comes back as the run's failure, which a CRON trigger moves
-			// past like any other failure.
-			dealt, err = s.parkRun(t, err)
-		}
-		if !dealt {
-			v := verdict{err: err, cause: cause, oc: oc}
-			if s.batches != nil {
-				// The finisher records the outcome and ends the run
-				// there: the worker goes on to the next trigger meanwhile.
-				s.handOver(done{t: *t, o: s.decide(t, &v), v: v, j: *j})
-				return Outcome{}, false
-			}
-			if a != nil && s.deferOutcome(a, t, j, v) {
-				return Outcome{}, false
-			}
-			o = s.finish(t, s.decide(t, &v), &v)
-		}
+		*o = s.finish(t, *skip, &verdict{skip: skip})
+		return endRecorded
 	}
-	return o, true
+	if oc != nil && !oc.early {
+		rc.occ, rc.hasOcc = oc.Occurrence, true
+	}
+	err := s.prepareRun(rc)
+	if err == nil {
+		err = s.call(rc, &rc.t)
+	}
+	cause := context.Cause(ctx)
+	var dealt bool // the run's end is dealt with: no outcome to record
+	if err != nil && (cause == errLeaseLost || cause == errCanceled) {
+		// The store would refuse the outcome: the trigger is no longer ours.
+		s.logRun(t, slog.LevelInfo, "run stopped", slog.Any("reason", cause))
+		dealt = true
+	} else {
+		// A wait ends the run by parking the trigger; a wait refused
+		// comes back as the run's failure, which a CRON trigger moves
+		// past like any other failure.
+		dealt, err = s.parkRun(t, err)
+	}
+	if dealt {
+		*o = Outcome{}
+		return endRecorded
+	}
+	*v = verdict{err: err, cause: cause, oc: oc}
+	switch {
+	case s.batches != nil:
+		// The finisher records the outcome and ends the run there: the
+		// worker goes on to the next trigger meanwhile.
+		s.handOver(done{t: *t, o: s.decide(t, v), v: *v, j: *j})
+		return endHandedOver
+	case a != nil && s.claimedReady.Load() > 0:
+		return endDeferrable
+	}
+	*o = s.finish(t, s.decide(t, v), v)
+	return endRecorded
 }
 
 // verdict is what a run came to: its outcome is computed from it, and
