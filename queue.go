@@ -97,8 +97,8 @@ func (s *Scheduler) popReadyLocked() (job, bool) {
 	for s.ready.len() > 0 {
 		j := s.ready.pop()
 		q := j.queue
-		if q == 0 || q == unknownQueue || j.claimed {
-			return j, true // a claimed job holds its slot already
+		if q == 0 || q == unknownQueue {
+			return j, true
 		}
 		st := &s.queues.q[q]
 		if st.running >= st.limit {

@@ -41,6 +41,9 @@ func (k readyKey) less(o readyKey) bool {
 
 func (q *readyQueue) len() int { return len(q.h) }
 
+// peek returns the key of the first job. q must not be empty.
+func (q *readyQueue) peek() readyKey { return q.h[0] }
+
 func (q *readyQueue) push(j job) {
 	var slot uint32
 	if n := len(q.free); n > 0 {

@@ -50,16 +50,23 @@ type Scheduler struct {
 	// on every Schedule and bytes for every trigger within the horizon. A
 	// trigger armed twice (a scan racing Schedule) or a stale timer (of a
 	// trigger canceled or fired early) is harmless: its claim fails.
-	queued map[string]uint64    // the seq of its job
-	seq    uint64               // the last job's seq
-	ready  readyQueue           // due, not yet claimed
-	fired  []firedJob           // claimed by Fire, not yet started
-	ahead  map[string]*aheadRun // claimed ahead of their due time, armed to run at it
-	// deferred holds runs ended while claimed jobs were waiting to start:
-	// their outcomes are recorded once none waits (see deferOutcome).
+	queued map[string]uint64 // the seq of its job
+	seq    uint64            // the last job's seq
+	ready  readyQueue        // due, not yet claimed
+	fired  []firedJob        // claimed by Fire, not yet started
+	// Runs claimed ahead of their due times (ahead.go): aheadAt groups
+	// those not yet due by the end of the wheel tick they fall due in;
+	// claimedRuns[claimedHead:] are due, to start in order; groups keeps
+	// emptied groups for reuse.
+	aheadAt     map[int64]*aheadGroup
+	claimedRuns []*aheadRun
+	claimedHead int
+	groups      []*aheadGroup
+	// deferred holds runs ended while claimed runs were waiting to start:
+	// their outcomes are recorded once none waits (see deferLocked).
 	deferred []deferredRun
-	// claimedReady counts the claimed jobs fired and not yet taken by a
-	// worker. Read without mu at the end of every run.
+	// claimedReady is len(claimedRuns) - claimedHead, read without mu at
+	// the end of every run.
 	claimedReady atomic.Int64
 	running      map[string]run // claimed runs no worker holds: see run
 	slots        []*slot        // each worker's run
@@ -101,14 +108,15 @@ const (
 // entry is what the wheel and the ready queue hold for a trigger: just
 // enough to claim it and to order it.
 //
-// A trigger is armed ClaimAhead before its due time, to be claimed then; a
-// claimed entry is armed again at the due time, to run (see claimedAhead).
+// A trigger is armed ClaimAhead before its due time, to be claimed then.
+// The runs claimed ahead that fall due in one tick share one timer, whose
+// entry has claimed set and no id (see claimedAhead).
 type entry struct {
 	id       string
 	priority int32
 	queue    uint16 // see queues.index; 0: not limited
 	boost    bool   // retried or resumed: ahead of new work of its priority
-	claimed  bool   // claimed ahead: its run is in the ahead map
+	claimed  bool   // the timer of a group of runs claimed ahead
 }
 
 // job is a due trigger on its way to a run: in the ready queue, in a full
@@ -123,22 +131,6 @@ type job struct {
 type firedJob struct {
 	t Trigger
 	j job
-}
-
-// aheadRun is a trigger claimed ahead of its due time, armed to run at it.
-// What its run needs is made with the claim, so that when thousands fall
-// due at once their runs start without allocating or computing anything:
-// the run's context, with the consumer's copy of the trigger, and the
-// occurrence a CRON run stands for.
-type aheadRun struct {
-	t      Trigger // the scheduler's copy: as claimed, then as its run left it
-	j      job
-	rc     runContext
-	cancel context.CancelCauseFunc // rc.Context's
-	// oc is the occurrence a run of a CRON trigger stands for if it starts
-	// within Config.MisfireGrace of its due time, decided as of that time;
-	// nil for other triggers, or when the run is to decide (see execute).
-	oc *occurrence
 }
 
 // Runs: what the heartbeat extends, and Cancel and Stop stop, is the runs
@@ -190,14 +182,7 @@ func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause 
 		}
 	}
 	if cause != errShutdown {
-		for id, a := range s.ahead {
-			if match(id, a.t.Token) {
-				delete(s.ahead, id)
-				delete(s.running, id)
-				s.forgetLocked(&a.j)
-				a.cancel(cause)
-			}
-		}
+		s.dropAheadLocked(match, cause)
 	}
 	s.mu.Unlock()
 	for _, sl := range s.slots {
@@ -237,7 +222,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		backoff:  backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Factor: cfg.RetryFactor, Jitter: 0.2},
 		queued:   make(map[string]uint64),
 		running:  make(map[string]run),
-		ahead:    make(map[string]*aheadRun),
+		aheadAt:  make(map[int64]*aheadGroup),
 		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
@@ -583,18 +568,14 @@ func (s *Scheduler) pokeDriver() {
 }
 
 // enqueueLocked puts the job of a due trigger in the ready queue, unless
-// the trigger is queued or running here already. The job of a claimed
-// entry, whose trigger is queued already, goes in to run. s.mu must be
-// held.
+// the trigger is queued or running here already. s.mu must be held.
 func (s *Scheduler) enqueueLocked(j job) {
-	if !j.claimed {
-		if _, ok := s.queued[j.id]; ok {
-			return
-		}
-		s.seq++
-		j.seq = s.seq
-		s.queued[j.id] = j.seq
+	if _, ok := s.queued[j.id]; ok {
+		return
 	}
+	s.seq++
+	j.seq = s.seq
+	s.queued[j.id] = j.seq
 	s.ready.push(j)
 	s.work.Signal()
 }
@@ -671,21 +652,15 @@ func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 // workers start on the first ones while the rest of a large batch is
 // queued.
 func (s *Scheduler) queueFired(f *firing) {
-	// The claimed jobs count as waiting from now, not from their share:
-	// workers that ran the first shares dry do not turn to recording
-	// deferred outcomes while the rest are being queued.
-	claimed := 0
-	for i := range f.jobs {
-		if f.jobs[i].claimed {
-			claimed++
-		}
-	}
-	s.claimedReady.Add(int64(claimed))
 	for batch := f.jobs; len(batch) > 0; {
 		n := min(len(batch), enqueueShare)
 		s.mu.Lock()
 		for i := range batch[:n] {
-			s.enqueueLocked(batch[i])
+			if batch[i].claimed {
+				s.startGroupLocked(batch[i].due) // the runs claimed ahead due in a tick
+			} else {
+				s.enqueueLocked(batch[i])
+			}
 		}
 		s.mu.Unlock()
 		batch = batch[n:]
@@ -758,7 +733,7 @@ func (s *Scheduler) worker(sl *slot) {
 			}
 		}
 		waited := false
-		for len(s.fired) == 0 && s.ready.len() == 0 && (len(s.deferred) == 0 || s.claimedReady.Load() > 0) && s.phase == phaseStarted && !ended {
+		for len(s.fired) == 0 && s.ready.len() == 0 && !s.claimedWaiting() && len(s.deferred) == 0 && s.phase == phaseStarted && !ended {
 			waited = true
 			if s.moreDue {
 				s.moreDue = false
@@ -770,13 +745,8 @@ func (s *Scheduler) worker(sl *slot) {
 			s.work.Wait()
 		}
 		if s.phase != phaseStarted {
-			fired := s.fired
-			for _, a := range s.ahead {
-				a.cancel(nil)
-				fired = append(fired, firedJob{t: a.t, j: a.j})
-			}
+			fired := append(s.fired, s.takeAllAheadLocked()...)
 			s.fired = nil
-			clear(s.ahead)
 			deferred := s.deferred
 			s.deferred = nil
 			s.mu.Unlock()
@@ -790,7 +760,7 @@ func (s *Scheduler) worker(sl *slot) {
 			cancel(nil)
 			return
 		}
-		if len(s.deferred) > 0 && s.claimedReady.Load() == 0 && len(s.fired) == 0 {
+		if len(s.deferred) > 0 && !s.claimedWaiting() && len(s.fired) == 0 {
 			// No claimed run waits to start: record the outcomes
 			// deferred meanwhile, a share at a time.
 			n := max(len(s.deferred)-recordShare, 0)
@@ -818,20 +788,11 @@ func (s *Scheduler) worker(sl *slot) {
 			delete(s.running, f.t.ID) // in this worker's slot from now on
 			sl.set(f.t.ID, f.t.Token, cancel)
 		default:
-			next, took = s.popReadyLocked()
-			switch {
-			case took && next.claimed:
-				// Claimed ahead, and due now, unless the claim was
-				// dropped (canceled, lost) and this timer is stale.
-				s.claimedReady.Add(-1)
-				var ok bool
-				a, ok = s.ahead[next.id]
-				if took = ok && a.j.due == next.due; took {
-					delete(s.ahead, next.id)
-					runCancel = a.cancel
-					sl.set(a.t.ID, a.t.Token, runCancel)
-				}
-			case took:
+			var claimed bool
+			if a, claimed = s.takeClaimedLocked(); claimed {
+				runCancel = a.cancel
+				sl.set(a.t.ID, a.t.Token, runCancel)
+			} else if next, took = s.popReadyLocked(); took {
 				sl.set(next.id, 0, cancel)
 			}
 		}
@@ -904,78 +865,6 @@ func (s *Scheduler) worker(sl *slot) {
 		if e == endDeferrable {
 			deferring = a
 		}
-	}
-}
-
-// claimedAhead arms the run of trigger t of job j, claimed ahead of its
-// due time, at that time; a scheduler stopping meanwhile gives it back.
-func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
-	a := &aheadRun{t: *t, j: *j, rc: runContext{t: *t, id: t.ID, token: t.Token}}
-	a.rc.Context, a.cancel = context.WithCancelCause(s.io)
-	if t.Type == TypeCron {
-		if oc, skip := s.claimed(&a.t, time.Unix(0, j.due)); skip == nil && !oc.early {
-			a.oc = oc
-		}
-	}
-	s.mu.Lock()
-	if s.phase != phaseStarted {
-		s.mu.Unlock()
-		a.cancel(nil)
-		s.release(*t, j.due)
-		return
-	}
-	s.ahead[t.ID] = a
-	s.running[t.ID] = run{token: t.Token}
-	s.mu.Unlock()
-	e := j.entry
-	e.claimed = true
-	s.wmu.Lock()
-	s.addTimerLocked(e, time.Unix(0, j.due))
-	s.wmu.Unlock()
-}
-
-// maxDeferred bounds the outcomes deferred while claimed runs wait to
-// start (each holds its aheadRun, about 1.2 KB, until recorded: twenty
-// megabytes at most). It is more than the
-// ten thousand CRON triggers of one second, whose runs all start before
-// any of their outcomes is recorded; past it, each run records its own.
-const maxDeferred = 1 << 14
-
-// recordShare is how many deferred outcomes a worker records before it
-// looks again for claimed runs to start.
-const recordShare = 64
-
-// deferredRun is a run whose outcome is to be recorded later: the trigger
-// claimed ahead (a) and what its run came to.
-type deferredRun struct {
-	a *aheadRun
-	v verdict
-}
-
-// deferLocked defers recording the outcome of the run of t (job j),
-// claimed ahead as a, that came to v, if more runs claimed ahead wait to
-// start: when ten thousand of them fall due at once, every one starts
-// before the outcomes (the store writes, the next CRON occurrences) are
-// recorded, rather than each waiting for the outcomes of those before it.
-// Until it is recorded, the run still counts as running here, like one
-// handed over to the finisher. It reports whether it deferred the outcome.
-// The worker calls it with s.mu held for the next job, so that deferring
-// takes no lock of its own.
-func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) bool {
-	if s.phase != phaseStarted || s.claimedReady.Load() == 0 || len(s.deferred) >= maxDeferred {
-		return false
-	}
-	a.t, a.j = *t, *j // the run's copies, as it left them
-	s.deferred = append(s.deferred, deferredRun{a, *v})
-	return true // its entry in the running map, from its claim, stays
-}
-
-// recordDeferred records the deferred outcomes of batch and ends their
-// runs.
-func (s *Scheduler) recordDeferred(batch []deferredRun) {
-	for _, d := range batch {
-		o := s.finish(&d.a.t, s.decide(&d.a.t, &d.v), &d.v)
-		s.endRun(&d.a.t, &d.a.j, &o)
 	}
 }
 

@@ -1,0 +1,224 @@
+package trigger
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// Claiming ahead: a trigger armed in the wheel is claimed ClaimAhead before
+// its due time, and its run starts at that time. Everything the run needs
+// is made with the claim, so that when thousands of triggers fall due at
+// once (the CRON triggers of one second), their runs start one after the
+// other without allocating, computing or looking anything up, and their
+// outcomes are recorded once they have all started.
+
+// aheadRun is a trigger claimed ahead of its due time, waiting for it: the
+// run's context, with the consumer's copy of the trigger, and the
+// occurrence a CRON run stands for.
+type aheadRun struct {
+	t      Trigger // the scheduler's copy: as claimed, then as its run left it
+	j      job
+	rc     runContext
+	cancel context.CancelCauseFunc // rc.Context's
+	// oc is the occurrence a run of a CRON trigger stands for if it starts
+	// within Config.MisfireGrace of its due time, decided as of that time;
+	// nil for other triggers, or when the run is to decide (see execute).
+	oc *occurrence
+	// dropped: the claim was lost or the trigger canceled before the run
+	// started (see dropAheadLocked); a worker skips it.
+	dropped bool
+}
+
+// aheadGroup is the runs claimed ahead that fall due in one tick of the
+// wheel. One timer, at the end of the tick, starts them all: it moves them
+// to the claimed queue (Scheduler.claimedRuns).
+type aheadGroup struct {
+	runs []*aheadRun
+}
+
+// keepGroups is how many emptied groups the scheduler keeps for reuse.
+const keepGroups = 64
+
+// claimedAhead arms the run of trigger t of job j, claimed ahead of its due
+// time, to start at that time; a scheduler stopping meanwhile gives it
+// back.
+func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
+	a := &aheadRun{t: *t, j: *j, rc: runContext{t: *t, id: t.ID, token: t.Token}}
+	a.rc.Context, a.cancel = context.WithCancelCause(s.io)
+	if t.Type == TypeCron {
+		if oc, skip := s.claimed(&a.t, time.Unix(0, j.due)); skip == nil && !oc.early {
+			a.oc = oc
+		}
+	}
+	// The tick's end, when the wheel fires a timer due in it.
+	tick := s.cfg.Tick.Nanoseconds()
+	at := (j.due + tick - 1) / tick * tick
+	s.mu.Lock()
+	if s.phase != phaseStarted {
+		s.mu.Unlock()
+		a.cancel(nil)
+		s.release(*t, j.due)
+		return
+	}
+	g, armed := s.aheadAt[at]
+	if !armed {
+		if n := len(s.groups); n > 0 {
+			g, s.groups = s.groups[n-1], s.groups[:n-1]
+		} else {
+			g = new(aheadGroup)
+		}
+		s.aheadAt[at] = g
+	}
+	g.runs = append(g.runs, a)
+	s.running[t.ID] = run{token: t.Token}
+	s.mu.Unlock()
+	if !armed {
+		s.wmu.Lock()
+		s.addTimerLocked(entry{claimed: true}, time.Unix(0, at))
+		s.wmu.Unlock()
+	}
+}
+
+// startGroupLocked moves the runs claimed ahead that fell due in the tick
+// ending at at to the claimed queue, in priority order, for the workers to
+// start. s.mu must be held.
+func (s *Scheduler) startGroupLocked(at int64) {
+	g := s.aheadAt[at]
+	if g == nil {
+		return // given back by Stop
+	}
+	delete(s.aheadAt, at)
+	runs := g.runs
+	if slices.ContainsFunc(runs, func(a *aheadRun) bool { return rankOf(&a.j.entry) != rankOf(&runs[0].j.entry) }) {
+		slices.SortStableFunc(runs, func(a, b *aheadRun) int {
+			return cmp.Compare(rankOf(&a.j.entry), rankOf(&b.j.entry))
+		})
+	}
+	if s.claimedHead == len(s.claimedRuns) {
+		s.claimedRuns, s.claimedHead = s.claimedRuns[:0], 0
+	}
+	s.claimedRuns = append(s.claimedRuns, runs...)
+	s.claimedReady.Store(int64(len(s.claimedRuns) - s.claimedHead))
+	clear(runs)
+	g.runs = runs[:0]
+	if len(s.groups) < keepGroups {
+		s.groups = append(s.groups, g)
+	}
+	s.work.Broadcast()
+}
+
+// takeClaimedLocked takes the next claimed run to start, unless the ready
+// queue's first job goes first (a higher priority, or due earlier), and
+// reports whether it took one. s.mu must be held.
+func (s *Scheduler) takeClaimedLocked() (*aheadRun, bool) {
+	for s.claimedHead < len(s.claimedRuns) {
+		a := s.claimedRuns[s.claimedHead]
+		if !a.dropped && s.ready.len() > 0 && s.ready.peek().less(readyKey{due: a.j.due, rank: rankOf(&a.j.entry)}) {
+			return nil, false
+		}
+		s.claimedRuns[s.claimedHead] = nil
+		s.claimedHead++
+		s.claimedReady.Add(-1)
+		if !a.dropped {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+// claimedWaiting reports whether claimed runs wait to start. s.mu must be
+// held.
+func (s *Scheduler) claimedWaiting() bool { return s.claimedHead < len(s.claimedRuns) }
+
+// dropAheadLocked drops every run claimed ahead and not started of which
+// match holds: its claim is lost or its trigger canceled. s.mu must be
+// held.
+func (s *Scheduler) dropAheadLocked(match func(id string, token uint64) bool, cause error) {
+	drop := func(a *aheadRun) {
+		if !a.dropped && match(a.t.ID, a.t.Token) {
+			a.dropped = true
+			delete(s.running, a.t.ID)
+			s.forgetLocked(&a.j)
+			a.cancel(cause)
+		}
+	}
+	for _, g := range s.aheadAt {
+		for _, a := range g.runs {
+			drop(a)
+		}
+	}
+	for _, a := range s.claimedRuns[s.claimedHead:] {
+		drop(a)
+	}
+}
+
+// takeAllAheadLocked takes every run claimed ahead and not started, for a
+// stopping scheduler to give back. s.mu must be held.
+func (s *Scheduler) takeAllAheadLocked() []firedJob {
+	var out []firedJob
+	take := func(a *aheadRun) {
+		if !a.dropped {
+			a.cancel(nil)
+			out = append(out, firedJob{t: a.t, j: a.j})
+		}
+	}
+	for _, g := range s.aheadAt {
+		for _, a := range g.runs {
+			take(a)
+		}
+	}
+	clear(s.aheadAt)
+	for _, a := range s.claimedRuns[s.claimedHead:] {
+		take(a)
+	}
+	s.claimedRuns, s.claimedHead = nil, 0
+	s.claimedReady.Store(0)
+	return out
+}
+
+// maxDeferred bounds the outcomes deferred while claimed runs wait to
+// start (each holds its aheadRun, about 1.2 KB, until recorded: twenty
+// megabytes at most). It is more than the ten thousand CRON triggers of
+// one second, whose runs all start before any of their outcomes is
+// recorded; past it, each run records its own.
+const maxDeferred = 1 << 14
+
+// recordShare is how many deferred outcomes a worker records before it
+// looks again for claimed runs to start.
+const recordShare = 64
+
+// deferredRun is a run whose outcome is to be recorded later: the trigger
+// claimed ahead (a) and what its run came to.
+type deferredRun struct {
+	a *aheadRun
+	v verdict
+}
+
+// deferLocked defers recording the outcome of the run of t (job j),
+// claimed ahead as a, that came to v, if more runs claimed ahead wait to
+// start: when ten thousand of them fall due at once, every one starts
+// before the outcomes (the store writes, the next CRON occurrences) are
+// recorded, rather than each waiting for the outcomes of those before it.
+// Until it is recorded, the run still counts as running here, like one
+// handed over to the finisher. It reports whether it deferred the outcome.
+// The worker calls it with s.mu held for the next job, so that deferring
+// takes no lock of its own.
+func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) bool {
+	if s.phase != phaseStarted || !s.claimedWaiting() || len(s.deferred) >= maxDeferred {
+		return false
+	}
+	a.t, a.j = *t, *j // the run's copies, as it left them
+	s.deferred = append(s.deferred, deferredRun{a, *v})
+	return true // its entry in the running map, from its claim, stays
+}
+
+// recordDeferred records the deferred outcomes of batch and ends their
+// runs.
+func (s *Scheduler) recordDeferred(batch []deferredRun) {
+	for _, d := range batch {
+		o := s.finish(&d.a.t, s.decide(&d.a.t, &d.v), &d.v)
+		s.endRun(&d.a.t, &d.a.j, &o)
+	}
+}
