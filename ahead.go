@@ -31,9 +31,10 @@ type aheadRun struct {
 	dropped bool
 }
 
-// aheadGroup is the runs claimed ahead that fall due in one tick of the
-// wheel. One timer, at the end of the tick, starts them all: it moves them
-// to the claimed queue (Scheduler.claimedRuns).
+// aheadGroup is the runs claimed ahead that fall due at the same instant,
+// as the CRON triggers of one schedule do. One timer, at that instant,
+// starts them all: it moves them to the claimed queue
+// (Scheduler.claimedRuns).
 type aheadGroup struct {
 	runs []*aheadRun
 }
@@ -52,9 +53,7 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 			a.oc = oc
 		}
 	}
-	// The tick's end, when the wheel fires a timer due in it.
-	tick := s.cfg.Tick.Nanoseconds()
-	at := (j.due + tick - 1) / tick * tick
+	at := j.due
 	s.mu.Lock()
 	if s.phase != phaseStarted {
 		s.mu.Unlock()
@@ -81,8 +80,8 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 	}
 }
 
-// startGroupLocked moves the runs claimed ahead that fell due in the tick
-// ending at at to the claimed queue, in priority order, for the workers to
+// startGroupLocked moves the runs claimed ahead that fell due at at (Unix
+// nanoseconds) to the claimed queue, in priority order, for the workers to
 // start. s.mu must be held.
 func (s *Scheduler) startGroupLocked(at int64) {
 	g := s.aheadAt[at]

@@ -55,9 +55,8 @@ type Scheduler struct {
 	ready  readyQueue        // due, not yet claimed
 	fired  []firedJob        // claimed by Fire, not yet started
 	// Runs claimed ahead of their due times (ahead.go): aheadAt groups
-	// those not yet due by the end of the wheel tick they fall due in;
-	// claimedRuns[claimedHead:] are due, to start in order; groups keeps
-	// emptied groups for reuse.
+	// those not yet due by due time; claimedRuns[claimedHead:] are due,
+	// to start in order; groups keeps emptied groups for reuse.
 	aheadAt     map[int64]*aheadGroup
 	claimedRuns []*aheadRun
 	claimedHead int
@@ -109,8 +108,8 @@ const (
 // enough to claim it and to order it.
 //
 // A trigger is armed ClaimAhead before its due time, to be claimed then.
-// The runs claimed ahead that fall due in one tick share one timer, whose
-// entry has claimed set and no id (see claimedAhead).
+// The runs claimed ahead that fall due at the same instant share one
+// timer, whose entry has claimed set and no id (see claimedAhead).
 type entry struct {
 	id       string
 	priority int32
