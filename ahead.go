@@ -39,8 +39,14 @@ type aheadGroup struct {
 	runs []*aheadRun
 }
 
-// keepGroups is how many emptied groups the scheduler keeps for reuse.
-const keepGroups = 64
+// keepGroups is how many emptied groups the scheduler keeps for reuse:
+// more than are armed at once when a hundred thousand triggers with
+// distinct due times fall due per second, each in a group of its own.
+// keepGroupRuns is the largest list of runs a group kept keeps.
+const (
+	keepGroups    = 1 << 12
+	keepGroupRuns = 1 << 10
+)
 
 // claimedAhead arms the run of trigger t of job j, claimed ahead of its due
 // time, to start at that time; a scheduler stopping meanwhile gives it
@@ -102,6 +108,9 @@ func (s *Scheduler) startGroupLocked(at int64) {
 	s.claimedReady.Store(int64(len(s.claimedRuns) - s.claimedHead))
 	clear(runs)
 	g.runs = runs[:0]
+	if cap(runs) > keepGroupRuns {
+		g.runs = nil
+	}
 	if len(s.groups) < keepGroups {
 		s.groups = append(s.groups, g)
 	}
