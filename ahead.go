@@ -40,9 +40,10 @@ type aheadGroup struct {
 }
 
 // keepGroups is how many emptied groups the scheduler keeps for reuse:
-// more than are armed at once when a hundred thousand triggers with
-// distinct due times fall due per second, each in a group of its own.
-// keepGroupRuns is the largest list of runs a group kept keeps.
+// enough that a hundred thousand triggers a second, each due at an instant
+// of its own and so in a group of its own, reuse groups rather than
+// allocate them. keepGroupRuns is the longest list of runs a kept group
+// keeps.
 const (
 	keepGroups    = 1 << 12
 	keepGroupRuns = 1 << 10

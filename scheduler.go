@@ -656,7 +656,7 @@ func (s *Scheduler) queueFired(f *firing) {
 		s.mu.Lock()
 		for i := range batch[:n] {
 			if batch[i].claimed {
-				s.startGroupLocked(batch[i].due) // the runs claimed ahead due in a tick
+				s.startGroupLocked(batch[i].due) // the runs claimed ahead due then
 			} else {
 				s.enqueueLocked(batch[i])
 			}
