@@ -3,6 +3,7 @@ package trigger
 import (
 	"cmp"
 	"context"
+	"iter"
 	"slices"
 	"time"
 )
@@ -60,7 +61,6 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 			a.oc = oc
 		}
 	}
-	at := j.due
 	s.mu.Lock()
 	if s.phase != phaseStarted {
 		s.mu.Unlock()
@@ -68,21 +68,21 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 		s.release(*t, j.due)
 		return
 	}
-	g, armed := s.aheadAt[at]
+	g, armed := s.aheadAt[j.due]
 	if !armed {
 		if n := len(s.groups); n > 0 {
 			g, s.groups = s.groups[n-1], s.groups[:n-1]
 		} else {
 			g = new(aheadGroup)
 		}
-		s.aheadAt[at] = g
+		s.aheadAt[j.due] = g
 	}
 	g.runs = append(g.runs, a)
 	s.running[t.ID] = run{token: t.Token}
 	s.mu.Unlock()
 	if !armed {
 		s.wmu.Lock()
-		s.addTimerLocked(entry{claimed: true}, time.Unix(0, at))
+		s.addTimerLocked(entry{claimed: true}, time.Unix(0, j.due))
 		s.wmu.Unlock()
 	}
 }
@@ -141,25 +141,37 @@ func (s *Scheduler) takeClaimedLocked() (*aheadRun, bool) {
 // held.
 func (s *Scheduler) claimedWaiting() bool { return s.claimedHead < len(s.claimedRuns) }
 
+// aheadLocked yields every run claimed ahead and not started, but those
+// dropped: waiting for their due time, or due and waiting for a worker.
+// s.mu must be held.
+func (s *Scheduler) aheadLocked() iter.Seq[*aheadRun] {
+	return func(yield func(*aheadRun) bool) {
+		for _, g := range s.aheadAt {
+			for _, a := range g.runs {
+				if !a.dropped && !yield(a) {
+					return
+				}
+			}
+		}
+		for _, a := range s.claimedRuns[s.claimedHead:] {
+			if !a.dropped && !yield(a) {
+				return
+			}
+		}
+	}
+}
+
 // dropAheadLocked drops every run claimed ahead and not started of which
 // match holds: its claim is lost or its trigger canceled. s.mu must be
 // held.
 func (s *Scheduler) dropAheadLocked(match func(id string, token uint64) bool, cause error) {
-	drop := func(a *aheadRun) {
-		if !a.dropped && match(a.t.ID, a.t.Token) {
+	for a := range s.aheadLocked() {
+		if match(a.t.ID, a.t.Token) {
 			a.dropped = true
 			delete(s.running, a.t.ID)
 			s.forgetLocked(&a.j)
 			a.cancel(cause)
 		}
-	}
-	for _, g := range s.aheadAt {
-		for _, a := range g.runs {
-			drop(a)
-		}
-	}
-	for _, a := range s.claimedRuns[s.claimedHead:] {
-		drop(a)
 	}
 }
 
@@ -167,21 +179,11 @@ func (s *Scheduler) dropAheadLocked(match func(id string, token uint64) bool, ca
 // stopping scheduler to give back. s.mu must be held.
 func (s *Scheduler) takeAllAheadLocked() []firedJob {
 	var out []firedJob
-	take := func(a *aheadRun) {
-		if !a.dropped {
-			a.cancel(nil)
-			out = append(out, firedJob{t: a.t, j: a.j})
-		}
-	}
-	for _, g := range s.aheadAt {
-		for _, a := range g.runs {
-			take(a)
-		}
+	for a := range s.aheadLocked() {
+		a.cancel(nil)
+		out = append(out, firedJob{t: a.t, j: a.j})
 	}
 	clear(s.aheadAt)
-	for _, a := range s.claimedRuns[s.claimedHead:] {
-		take(a)
-	}
 	s.claimedRuns, s.claimedHead = nil, 0
 	s.claimedReady.Store(0)
 	return out

@@ -852,11 +852,8 @@ func (s *Scheduler) worker(sl *slot) {
 				continue
 			}
 		}
-		var e ending
-		if a != nil {
-			e = s.execute(&t, &j, a, now, a.rc.Context, a.cancel, &o, &v)
-		} else {
-			e = s.execute(&t, &j, nil, now, ctx, cancel, &o, &v)
+		e := s.execute(&t, &j, a, now, ctx, cancel, &o, &v)
+		if a == nil {
 			ctx = nil // used: the next run gets a new one
 		}
 		sl.set("", 0, nil)
@@ -898,12 +895,16 @@ const (
 	endDeferrable               // not yet recorded: the worker may defer it
 )
 
-// execute runs the trigger t of job j, claimed at about start (ahead of its
-// due time as a, or nil), whose run is registered with ctx's cancel func.
+// execute runs the trigger t of job j, claimed at about start, whose run is
+// registered with ctx's cancel func, or, claimed ahead of its due time as
+// a, with the context made with that claim.
 // It records the outcome in *o and returns endRecorded, or hands it over to
 // the finisher, or, for a run claimed ahead, leaves what the run came to in
 // *v for the worker to defer (deferLocked) or record.
 func (s *Scheduler) execute(t *Trigger, j *job, a *aheadRun, start time.Time, ctx context.Context, cancel context.CancelCauseFunc, o *Outcome, v *verdict) ending {
+	if a != nil {
+		ctx, cancel = a.rc.Context, a.cancel
+	}
 	defer cancel(nil)
 	if s.cfg.RunTimeout > 0 {
 		var stop context.CancelFunc
