@@ -193,6 +193,26 @@ func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause 
 	}
 }
 
+// holds reports whether the run of trigger id under token is still held
+// here: not started, running, or awaiting the record of its outcome.
+func (s *Scheduler) holds(id string, token uint64) bool {
+	s.mu.Lock()
+	r, ok := s.running[id]
+	s.mu.Unlock()
+	if ok && r.token == token {
+		return true
+	}
+	for _, sl := range s.slots {
+		sl.mu.Lock()
+		held := sl.id == id && sl.token == token
+		sl.mu.Unlock()
+		if held {
+			return true
+		}
+	}
+	return false
+}
+
 var (
 	errLeaseLost = fmt.Errorf("run stopped: %w", ErrLeaseLost)
 	errCanceled  = errors.New("run stopped: trigger canceled")
@@ -1228,6 +1248,9 @@ func (s *Scheduler) heartbeatLoop() {
 			err := s.store.Extend(s.io, h.id, h.token, now, now.Add(s.cfg.LeaseDuration))
 			switch {
 			case err == nil:
+			case !s.holds(h.id, h.token):
+				// The run ended since the batch was read: its outcome,
+				// recorded meanwhile, is why the store refused.
 			case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotFound):
 				s.log.Warn("lease lost; stopping the run", slog.String("trigger_id", h.id), slog.Any("error", err))
 				s.cancelRuns(h.id, h.token, errLeaseLost)

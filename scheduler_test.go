@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -758,6 +759,84 @@ func TestHeartbeatNoticesLostLease(t *testing.T) {
 		}
 		b.stop(t)
 	})
+}
+
+// A heartbeat whose extension is refused because the run ended meanwhile
+// (its outcome recorded between reading the runs and extending them, as
+// happens to thousands of runs a heartbeat at a hundred thousand runs a
+// second) stops nothing and warns of nothing.
+func TestHeartbeatIgnoresRunEndedMeanwhile(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := &slowExtend{Store: memstore.New(), finished: make(chan struct{})}
+		warns := &warnings{}
+		c := &recorder{fn: func(ctx context.Context, tr *trigger.Trigger) error {
+			time.Sleep(1500 * time.Millisecond) // a heartbeat at 1s reads the run
+			return nil
+		}}
+		s := start(t, store, c, trigger.Config{LeaseDuration: 3 * time.Second, Logger: slog.New(warns)})
+		id, err := s.Schedule(context.Background(), trigger.Trigger{DueAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		stop(t, s)
+		if store.extends.Load() == 0 {
+			t.Fatal("no heartbeat extended the run: the test did not test anything")
+		}
+		if got, err := store.Get(context.Background(), id); err != nil || got.State != trigger.StateCompleted {
+			t.Fatalf("trigger %+v (%v), want completed", got, err)
+		}
+		if w := warns.all(); len(w) > 0 {
+			t.Errorf("warnings %q, want none: the run ended normally", w)
+		}
+	})
+}
+
+// slowExtend is a store whose Extend waits until a Finish has been
+// recorded, as if the heartbeat had read the runs just before that.
+type slowExtend struct {
+	trigger.Store
+	finished chan struct{}
+	once     sync.Once
+	extends  atomic.Int64
+}
+
+func (s *slowExtend) Extend(ctx context.Context, id string, token uint64, now, until time.Time) error {
+	s.extends.Add(1)
+	<-s.finished
+	return s.Store.Extend(ctx, id, token, time.Now(), time.Now().Add(until.Sub(now)))
+}
+
+func (s *slowExtend) Finish(ctx context.Context, id string, token uint64, o trigger.Outcome) error {
+	defer s.once.Do(func() { close(s.finished) })
+	return s.Store.Finish(ctx, id, token, o)
+}
+
+// warnings is a slog.Handler that keeps the messages of warnings and
+// errors.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.msgs)
 }
 
 func TestNewValidates(t *testing.T) {
