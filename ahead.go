@@ -16,12 +16,19 @@ import (
 // outcomes are recorded once they have all started.
 
 // aheadRun is a trigger claimed ahead of its due time, waiting for it: the
-// run's context, with the consumer's copy of the trigger, and the
-// occurrence a CRON run stands for.
+// run's context, with the trigger as claimed, and the occurrence a CRON run
+// stands for.
+//
+// It holds one copy of the trigger, rc.t, the consumer's. The worker copies
+// it for itself when the run starts, before the consumer can change it; a
+// run's outcome is deferred (deferLocked) only if the consumer left its
+// copy as it was, and is then recorded from that copy, which Consume may no
+// longer change once it has returned. Ten thousand CRON triggers claimed at
+// once thus cost half a kilobyte less each: fewer collections while they
+// start.
 type aheadRun struct {
-	t      Trigger // the scheduler's copy: as claimed, then as its run left it
 	j      job
-	rc     runContext
+	rc     runContext // rc.t is the trigger as claimed
 	cancel context.CancelCauseFunc // rc.Context's
 	// oc is the occurrence a run of a CRON trigger stands for if it starts
 	// within Config.MisfireGrace of its due time, decided as of that time;
@@ -54,10 +61,10 @@ const (
 // time, to start at that time; a scheduler stopping meanwhile gives it
 // back.
 func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
-	a := &aheadRun{t: *t, j: *j, rc: runContext{t: *t, id: t.ID, token: t.Token}}
+	a := &aheadRun{j: *j, rc: runContext{t: *t, id: t.ID, token: t.Token}}
 	a.rc.Context, a.cancel = context.WithCancelCause(s.io)
 	if t.Type == TypeCron {
-		if oc, skip := s.claimed(&a.t, time.Unix(0, j.due)); skip == nil && !oc.early {
+		if oc, skip := s.claimed(&a.rc.t, time.Unix(0, j.due)); skip == nil && !oc.early {
 			a.oc = oc
 		}
 	}
@@ -166,9 +173,9 @@ func (s *Scheduler) aheadLocked() iter.Seq[*aheadRun] {
 // held.
 func (s *Scheduler) dropAheadLocked(match func(id string, token uint64) bool, cause error) {
 	for a := range s.aheadLocked() {
-		if match(a.t.ID, a.t.Token) {
+		if match(a.rc.id, a.rc.token) {
 			a.dropped = true
-			delete(s.running, a.t.ID)
+			delete(s.running, a.rc.id)
 			s.forgetLocked(&a.j)
 			a.cancel(cause)
 		}
@@ -181,7 +188,7 @@ func (s *Scheduler) takeAllAheadLocked() []firedJob {
 	var out []firedJob
 	for a := range s.aheadLocked() {
 		a.cancel(nil)
-		out = append(out, firedJob{t: a.t, j: a.j})
+		out = append(out, firedJob{t: a.rc.t, j: a.j})
 	}
 	clear(s.aheadAt)
 	s.claimedRuns, s.claimedHead = nil, 0
@@ -213,14 +220,16 @@ type deferredRun struct {
 // before the outcomes (the store writes, the next CRON occurrences) are
 // recorded, rather than each waiting for the outcomes of those before it.
 // Until it is recorded, the run still counts as running here, like one
-// handed over to the finisher. It reports whether it deferred the outcome.
+// handed over to the finisher. The outcome is recorded from the consumer's
+// copy of the trigger, so it is deferred only if that copy is still the
+// same as t, the scheduler's. It reports whether it deferred the outcome.
 // The worker calls it with s.mu held for the next job, so that deferring
 // takes no lock of its own.
 func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) bool {
-	if s.phase != phaseStarted || !s.claimedWaiting() || len(s.deferred) >= maxDeferred {
+	if s.phase != phaseStarted || !s.claimedWaiting() || len(s.deferred) >= maxDeferred || !sameTrigger(&a.rc.t, t) {
 		return false
 	}
-	a.t, a.j = *t, *j // the run's copies, as it left them
+	a.j = *j
 	s.deferred = append(s.deferred, deferredRun{a, *v})
 	return true // its entry in the running map, from its claim, stays
 }
@@ -229,7 +238,10 @@ func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) boo
 // runs.
 func (s *Scheduler) recordDeferred(batch []deferredRun) {
 	for _, d := range batch {
-		o := s.finish(&d.a.t, s.decide(&d.a.t, &d.v), &d.v)
-		s.endRun(&d.a.t, &d.a.j, &o)
+		// finish may change its trigger, and the consumer may still read
+		// its copy: record from a copy of that copy.
+		t := d.a.rc.t
+		o := s.finish(&t, s.decide(&t, &d.v), &d.v)
+		s.endRun(&t, &d.a.j, &o)
 	}
 }

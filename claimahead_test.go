@@ -3,6 +3,7 @@ package trigger_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -215,6 +216,56 @@ func TestClaimAheadLateStartIsCatchUp(t *testing.T) {
 		}
 		if !r.ok || !r.occ.CatchUp || !r.occ.Scheduled.Equal(boundary) {
 			t.Fatalf("occurrence %+v (ok %v), want a catch-up for %v", r.occ, r.ok, boundary)
+		}
+	})
+}
+
+// When triggers claimed ahead fall due together, a consumer that changes
+// its copy of the trigger changes nothing the scheduler records (outcomes
+// deferred while the others start are recorded from the consumer's copy
+// only if it is unchanged), and the scheduler writes nothing into a copy
+// the consumer keeps after its run.
+func TestClaimAheadConsumerCopy(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		kept := map[string]*trigger.Trigger{}
+		var mu sync.Mutex
+		b := setup(t, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
+			mu.Lock()
+			defer mu.Unlock()
+			id := tr.ID
+			if tr.Payload["change"] == true {
+				tr.ID, tr.Cron, tr.Attempt, tr.Token, tr.MaxAttempts = "other", "@yearly", 99, 1, 1
+				tr.Payload = trigger.Payload{"changed": true}
+			}
+			kept[id] = tr
+			return nil
+		})
+		const n = 200
+		boundary := time.Now().Truncate(10 * time.Second).Add(10 * time.Second)
+		for i := range n {
+			tr := trigger.Trigger{ID: fmt.Sprintf("c%03d", i), Cron: "*/10 * * * * *", Payload: trigger.Payload{"change": i%2 == 0}}
+			if _, err := b.sched.Register(context.Background(), tr); err != nil {
+				t.Fatalf("Register: %v", err)
+			}
+		}
+		time.Sleep(time.Until(boundary) + time.Second)
+		synctest.Wait()
+		b.stop(t)
+		for i := range n {
+			id := fmt.Sprintf("c%03d", i)
+			if runs := b.runs.of(id); len(runs) != 1 {
+				t.Fatalf("%s ran %d times, want once", id, len(runs))
+			}
+			got := b.get(t, id)
+			if got.State != trigger.StateScheduled || !got.DueAt.Equal(boundary.Add(10*time.Second)) || got.Cron != "*/10 * * * * *" || got.Payload["change"] != (i%2 == 0) {
+				t.Fatalf("%s after its run: state %v due %v cron %q payload %v, want its next occurrence, unchanged",
+					id, got.State, got.DueAt, got.Cron, got.Payload)
+			}
+			k := kept[id]
+			if changed := i%2 == 0; changed && (k.ID != "other" || k.Payload["changed"] != true) || !changed && k.ID != id {
+				t.Fatalf("%s: the consumer's copy is %+v after the run, not as the consumer left it", id, *k)
+			}
 		}
 	})
 }

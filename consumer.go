@@ -45,6 +45,11 @@ import (
 // iteration Interval later (until MaxIterations), and Complete(next...)
 // ends the loop.
 //
+// t is the consumer's own copy: Consume may change it while it runs, and
+// the scheduler goes on from the trigger as claimed. Once Consume has
+// returned, t may be read (by a goroutine it started, say) but not
+// changed: the scheduler may still read it.
+//
 // A panic in Consume is recovered and becomes the run's error, with its
 // stack; it never kills a worker.
 type Consumer interface {

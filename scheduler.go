@@ -810,7 +810,7 @@ func (s *Scheduler) worker(sl *slot) {
 			var claimed bool
 			if a, claimed = s.takeClaimedLocked(); claimed {
 				runCancel = a.cancel
-				sl.set(a.t.ID, a.t.Token, runCancel)
+				sl.set(a.rc.id, a.rc.token, runCancel)
 			} else if next, took = s.popReadyLocked(); took {
 				sl.set(next.id, 0, cancel)
 			}
@@ -832,7 +832,7 @@ func (s *Scheduler) worker(sl *slot) {
 
 		switch {
 		case a != nil:
-			t, j = a.t, a.j
+			t, j = a.rc.t, a.j // the scheduler's copy, before the consumer runs
 			if now.UnixNano() < j.due {
 				// Fired, since this worker read the clock, by a clock
 				// read later: the present is at least its due time.

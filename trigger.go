@@ -3,6 +3,7 @@ package trigger
 import (
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 )
 
@@ -277,6 +278,29 @@ type Trigger struct {
 	// Recovered is set on a trigger returned by a claim that took over an
 	// expired lease: a previous run crashed, stalled or was cut off.
 	Recovered bool
+}
+
+// sameTrigger reports whether a and b are the same copy of a trigger: every
+// field equal, and the same maps (a map changed in place is changed in
+// both). TestSameTriggerSeesEveryField keeps it complete.
+func sameTrigger(a, b *Trigger) bool {
+	return a.ID == b.ID && a.Type == b.Type && a.State == b.State &&
+		a.InstanceID == b.InstanceID && a.ParentInstanceID == b.ParentInstanceID &&
+		a.NodeID == b.NodeID && a.EdgeID == b.EdgeID &&
+		a.DueAt == b.DueAt && sameMap(a.Payload, b.Payload) && a.Priority == b.Priority && a.Queue == b.Queue &&
+		a.Attempt == b.Attempt && a.MaxAttempts == b.MaxAttempts && a.Iteration == b.Iteration &&
+		a.Delay == b.Delay && a.PlannedAt == b.PlannedAt &&
+		a.Cron == b.Cron && a.TimeZone == b.TimeZone && a.Misfire == b.Misfire &&
+		a.Interval == b.Interval && a.MaxIterations == b.MaxIterations && a.Paused == b.Paused &&
+		a.WaitKey == b.WaitKey && a.ParentID == b.ParentID && a.Wait == b.Wait && a.Machine == b.Machine &&
+		a.CreatedAt == b.CreatedAt && a.UpdatedAt == b.UpdatedAt && a.LastError == b.LastError &&
+		sameMap(a.TraceContext, b.TraceContext) &&
+		a.Owner == b.Owner && a.LeaseUntil == b.LeaseUntil && a.Token == b.Token && a.Recovered == b.Recovered
+}
+
+// sameMap reports whether a and b are the same map (or both nil).
+func sameMap[M ~map[string]V, V any](a, b M) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // Due times must lie in [minDue, maxDue): every store can then keep them as
