@@ -79,15 +79,15 @@ func (s *Scheduler) refEntry(r Ref) entry {
 	return e
 }
 
-// armTrigger arms t at due as armNew does, as of now. A trigger just stored waiting
-// for a key may have been resumed by the write that stored it (the resume
-// came first): it is read back and armed if so.
-func (s *Scheduler) armTrigger(t *Trigger, due time.Time, boost bool, now time.Time) {
+// armTrigger arms t at due as armNew does, as of now, and reports whether
+// it woke a worker or the wheel driver (see yieldIf). A trigger just
+// stored waiting for a key may have been resumed by the write that stored
+// it (the resume came first): it is read back and armed if so.
+func (s *Scheduler) armTrigger(t *Trigger, due time.Time, boost bool, now time.Time) bool {
 	if due.IsZero() && t.WaitKey != "" {
-		s.armStored(s.io, t.ID, true)
-		return
+		return s.armStored(s.io, t.ID, true)
 	}
-	s.armNew(s.entryOf(t, boost), due, now)
+	return s.armNew(s.entryOf(t, boost), due, now)
 }
 
 // popReadyLocked takes the first ready trigger whose queue has a free slot,

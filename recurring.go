@@ -64,10 +64,10 @@ func (s *Scheduler) Register(ctx context.Context, t Trigger) (RegisterResult, er
 	}
 	switch res {
 	case RegisterCreated:
-		s.armTrigger(&t, t.DueAt, false, now)
+		yieldIf(s.armTrigger(&t, t.DueAt, false, now))
 	case RegisterUpdated:
 		if stored, err := s.store.Get(ctx, t.ID); err == nil && !stored.Paused {
-			s.armTrigger(&stored, stored.DueAt, false, time.Now())
+			yieldIf(s.armTrigger(&stored, stored.DueAt, false, time.Now()))
 		}
 	}
 	return res, nil
@@ -132,7 +132,7 @@ func (s *Scheduler) Unpause(ctx context.Context, id string) error {
 			return fmt.Errorf("unpause %q: %w", id, err)
 		}
 		if t, err := s.store.Get(ctx, id); err == nil && !t.Paused && (t.State == StateScheduled || t.State == StateRetrying) {
-			s.armTrigger(&t, t.DueAt, false, time.Now())
+			yieldIf(s.armTrigger(&t, t.DueAt, false, time.Now()))
 		}
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -43,6 +44,9 @@ type Scheduler struct {
 
 	mu    sync.Mutex
 	work  *sync.Cond // signaled when ready or fired grows, or on stop
+	// waiting is how many workers wait on work: a Signal wakes one if
+	// it is above zero.
+	waiting int
 	phase phase
 	// queued holds the triggers in the ready queue or running here, so a
 	// scan does not queue them twice. Triggers armed in the wheel are not
@@ -378,7 +382,7 @@ func (s *Scheduler) Schedule(ctx context.Context, t Trigger) (string, error) {
 	if err := s.store.Save(ctx, now, t); err != nil {
 		return "", fmt.Errorf("schedule %q: %w", t.ID, err)
 	}
-	s.armTrigger(&t, t.DueAt, false, now)
+	yieldIf(s.armTrigger(&t, t.DueAt, false, now))
 	return t.ID, nil
 }
 
@@ -404,9 +408,11 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
 		return nil, fmt.Errorf("schedule batch: %w", err)
 	}
+	woke := false
 	for i := range batch {
-		s.armTrigger(&batch[i], batch[i].DueAt, false, now)
+		woke = s.armTrigger(&batch[i], batch[i].DueAt, false, now) || woke
 	}
+	yieldIf(woke)
 	return ids, nil
 }
 
@@ -485,8 +491,9 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 	s.queued[id] = j.seq
 	s.running[id] = run{token: t.Token}
 	s.fired = append(s.fired, firedJob{t: t, j: j})
-	s.work.Signal()
+	woke := s.signalLocked()
 	s.mu.Unlock()
+	yieldIf(woke)
 	return nil
 }
 
@@ -525,7 +532,7 @@ func (s *Scheduler) Retry(ctx context.Context, id string) error {
 	}
 	t, err := s.store.Get(ctx, id)
 	if err == nil {
-		s.armTrigger(&t, t.DueAt, true, time.Now())
+		yieldIf(s.armTrigger(&t, t.DueAt, true, time.Now()))
 	}
 	return nil
 }
@@ -544,59 +551,89 @@ func (s *Scheduler) claim(now time.Time, force bool) Claim {
 // at once (a worker claims it, ahead of its due time if that has not
 // come); one due a moment later goes into the wheel, which fires it at its
 // next advance.
-func (s *Scheduler) armNew(e entry, due, now time.Time) {
+//
+// It reports whether it woke a worker or the wheel driver: see yieldIf.
+func (s *Scheduler) armNew(e entry, due, now time.Time) (woke bool) {
 	if due.IsZero() {
-		return // waits to be fired
+		return false // waits to be fired
 	}
 	s.wmu.Lock()
 	if s.wheel == nil || due.After(s.armedUntil) {
 		s.wmu.Unlock()
-		return
+		return false
 	}
 	if at := due.Add(-s.cfg.ClaimAhead); at.After(now) {
-		s.addTimerLocked(e, at)
+		woke = s.addTimerLocked(e, at)
 		s.wmu.Unlock()
-		return
+		return woke
 	}
 	s.wmu.Unlock()
 	s.mu.Lock()
 	if s.phase == phaseStarted {
-		s.enqueueLocked(job{entry: e, due: due.UnixNano()}) // due already: straight to the ready queue
+		woke = s.enqueueLocked(job{entry: e, due: due.UnixNano()}) // due already: straight to the ready queue
 	}
 	s.mu.Unlock()
+	return woke
 }
 
 // addTimerLocked arms a timer at at for entry e: its claim, ClaimAhead
 // before its due time, or the run of a claimed entry at its due time. It
 // wakes the wheel driver if at is before the driver's next wake-up. s.wmu
-// must be held.
-func (s *Scheduler) addTimerLocked(e entry, when time.Time) {
+// must be held. It reports whether it poked the driver.
+func (s *Scheduler) addTimerLocked(e entry, when time.Time) bool {
 	s.wheel.Add(e, when) // never removed: a stale timer's claim fails
 	if at := when.UnixNano(); at < s.wakeAt.Load() {
 		s.wakeAt.Store(at)
-		s.pokeDriver()
+		return s.pokeDriver()
+	}
+	return false
+}
+
+// pokeDriver wakes the wheel driver to look at the wheel again, and
+// reports whether it did (it was not poked already).
+func (s *Scheduler) pokeDriver() bool {
+	select {
+	case s.wake <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
-// pokeDriver wakes the wheel driver to look at the wheel again.
-func (s *Scheduler) pokeDriver() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// signalLocked wakes a worker waiting for work, and reports whether one
+// was waiting. s.mu must be held.
+func (s *Scheduler) signalLocked() bool {
+	s.work.Signal()
+	return s.waiting > 0
+}
+
+// yieldIf yields the processor if woke: a call from the host's goroutine
+// just woke a worker or the wheel driver. Go puts a goroutine woken by
+// another to run next on the waker's processor, behind the waker, where
+// the other processors take it only once they run out of work. A host
+// scheduling triggers in a tight loop, some already due, would hold the
+// woken worker there for up to the runtime's 10ms time slice, and
+// with it every run it was to start. Measured with go run ./bench -n
+// 1000000 (a million triggers due over 10 s, scheduled while they fire):
+// lateness p99 3.9-4.9 ms without the yield, 0.7-1.5 ms with it.
+func yieldIf(woke bool) {
+	if woke {
+		runtime.Gosched()
 	}
 }
 
 // enqueueLocked puts the job of a due trigger in the ready queue, unless
-// the trigger is queued or running here already. s.mu must be held.
-func (s *Scheduler) enqueueLocked(j job) {
+// the trigger is queued or running here already, and reports whether it
+// woke a worker for it. s.mu must be held.
+func (s *Scheduler) enqueueLocked(j job) bool {
 	if _, ok := s.queued[j.id]; ok {
-		return
+		return false
 	}
 	s.seq++
 	j.seq = s.seq
 	s.queued[j.id] = j.seq
 	s.ready.push(j)
-	s.work.Signal()
+	return s.signalLocked()
 }
 
 // dequeueLocked forgets job j unless its trigger is queued by a later job.
@@ -761,7 +798,9 @@ func (s *Scheduler) worker(sl *slot) {
 				default:
 				}
 			}
+			s.waiting++
 			s.work.Wait()
+			s.waiting--
 		}
 		if s.phase != phaseStarted {
 			fired := append(s.fired, s.takeAllAheadLocked()...)

@@ -422,7 +422,7 @@ func (s *Scheduler) Resume(ctx context.Context, token string, payload Payload) (
 		return 0, fmt.Errorf("resume %q: %w", token, err)
 	}
 	if res == ResumeDelivered {
-		s.armStored(ctx, id, true)
+		yieldIf(s.armStored(ctx, id, true))
 	}
 	return res, nil
 }
@@ -635,17 +635,18 @@ func (s *Scheduler) armParent(parentID string) {
 }
 
 // armStored reads trigger id from the store and arms it if it is due
-// (boosted: a resumed trigger goes ahead of new work of its priority).
-func (s *Scheduler) armStored(ctx context.Context, id string, boost bool) {
+// (boosted: a resumed trigger goes ahead of new work of its priority). It
+// reports whether it woke a worker or the wheel driver (see yieldIf).
+func (s *Scheduler) armStored(ctx context.Context, id string, boost bool) bool {
 	s.mu.Lock()
 	started := s.phase == phaseStarted
 	s.mu.Unlock()
 	if !started {
-		return // recovery at start finds it
+		return false // recovery at start finds it
 	}
 	t, err := s.store.Get(ctx, id)
 	if err != nil || t.Paused || (t.State != StateScheduled && t.State != StateRetrying) {
-		return
+		return false
 	}
-	s.armTrigger(&t, t.DueAt, boost, time.Now())
+	return s.armTrigger(&t, t.DueAt, boost, time.Now())
 }
