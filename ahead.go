@@ -28,7 +28,7 @@ import (
 // start.
 type aheadRun struct {
 	j      job
-	rc     runContext // rc.t is the trigger as claimed
+	rc     runContext              // rc.t is the trigger as claimed
 	cancel context.CancelCauseFunc // rc.Context's
 	// oc is the occurrence a run of a CRON trigger stands for if it starts
 	// within Config.MisfireGrace of its due time, decided as of that time;

@@ -42,12 +42,12 @@ type Scheduler struct {
 	// written under wmu, read without it by the workers (helpAdvance).
 	wakeAt atomic.Int64
 
-	mu    sync.Mutex
-	work  *sync.Cond // signaled when ready or fired grows, or on stop
+	mu   sync.Mutex
+	work *sync.Cond // signaled when ready or fired grows, or on stop
 	// waiting is how many workers wait on work: a Signal wakes one if
 	// it is above zero.
 	waiting int
-	phase phase
+	phase   phase
 	// queued holds the triggers in the ready queue or running here, so a
 	// scan does not queue them twice. Triggers armed in the wheel are not
 	// in it: a map entry per armed trigger would cost a random memory access
