@@ -174,9 +174,9 @@ func (s *Scheduler) cancelRuns(id string, token uint64, cause error) {
 }
 
 // cancelWhere cancels with cause every run here, in the running map or in
-// a worker's slot, of which match holds. A run claimed ahead of its due
-// time is dropped: its timer finds nothing to run. (On shutdown, the
-// workers give those back instead.)
+// a worker's slot, of which match holds. A run not started yet (claimed
+// ahead of its due time, or by Fire) is dropped: no worker runs it. (On
+// shutdown, the workers give those back instead.)
 func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause error) {
 	s.mu.Lock()
 	for id, r := range s.running {
@@ -186,6 +186,7 @@ func (s *Scheduler) cancelWhere(match func(id string, token uint64) bool, cause 
 	}
 	if cause != errShutdown {
 		s.dropAheadLocked(match, cause)
+		s.dropFiredLocked(match)
 	}
 	s.mu.Unlock()
 	for _, sl := range s.slots {
@@ -215,6 +216,23 @@ func (s *Scheduler) holds(id string, token uint64) bool {
 		}
 	}
 	return false
+}
+
+// dropFiredLocked drops every run claimed by Fire and not started of which
+// match holds: its trigger was canceled or its claim lost. s.mu must be
+// held.
+func (s *Scheduler) dropFiredLocked(match func(id string, token uint64) bool) {
+	kept := s.fired[:0]
+	for _, f := range s.fired {
+		if match(f.t.ID, f.t.Token) {
+			delete(s.running, f.t.ID)
+			s.forgetLocked(&f.j)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(s.fired[len(kept):])
+	s.fired = kept
 }
 
 var (
@@ -498,8 +516,9 @@ func (s *Scheduler) Fire(ctx context.Context, id string) error {
 }
 
 // Cancel cancels a trigger: it will not run again. A run in progress here
-// has its context canceled; a run on another node loses its lease (its
-// outcome is refused). Canceling a canceled trigger does nothing; a
+// has its context canceled, and one claimed here but not started (by Fire,
+// or ahead of its due time) is dropped; a run on another node loses its
+// lease (its outcome is refused). Canceling a canceled trigger does nothing; a
 // completed or failed one gets ErrInvalidState.
 func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if id == "" {

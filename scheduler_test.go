@@ -269,6 +269,44 @@ func TestFireWhileRunningIsRefused(t *testing.T) {
 	})
 }
 
+// A trigger fired while every worker is busy, then canceled before a
+// worker takes it, never runs; the queue slot it took is given back.
+func TestFireThenCancelBeforeItStarts(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		b := setup(t, trigger.Config{Workers: 1, QueueLimits: map[string]int{"q": 1}}, func(ctx context.Context, tr *trigger.Trigger) error {
+			if tr.ID == "busy" {
+				<-release
+			}
+			return nil
+		})
+		b.schedule(t, trigger.Trigger{ID: "busy", DueAt: time.Now()})
+		synctest.Wait()
+		id := b.schedule(t, trigger.Trigger{ID: "fired", Type: trigger.TypeManual, Queue: "q"}) // waits to be fired
+		if err := b.sched.Fire(context.Background(), id); err != nil {
+			t.Fatalf("Fire: %v", err)
+		}
+		if err := b.sched.Cancel(context.Background(), id); err != nil {
+			t.Fatalf("Cancel: %v", err)
+		}
+		next := b.schedule(t, trigger.Trigger{ID: "next", Queue: "q", DueAt: time.Now()})
+		close(release)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := len(b.runs.of(id)); n != 0 {
+			t.Errorf("the canceled trigger ran %d times, want never", n)
+		}
+		if got := b.get(t, id); got.State != trigger.StateCanceled {
+			t.Errorf("state %v, want canceled", got.State)
+		}
+		if n := len(b.runs.of(next)); n != 1 {
+			t.Errorf("the next trigger of its queue ran %d times, want once: the dropped run kept its slot", n)
+		}
+		b.stop(t)
+	})
+}
+
 // A consumer error or panic leaves the trigger retrying with backoff and
 // finally failed with its last error, never deleted.
 func TestErrorsRetryThenFailAndKeepTheTrigger(t *testing.T) {
