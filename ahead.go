@@ -85,12 +85,28 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 		s.aheadAt[j.due] = g
 	}
 	g.runs = append(g.runs, a)
+	s.aheadRuns++
+	s.reserveLocked()
 	s.running[t.ID] = run{token: t.Token}
 	s.mu.Unlock()
 	if !armed {
 		s.wmu.Lock()
 		s.addTimerLocked(entry{claimed: true}, time.Unix(0, j.due))
 		s.wmu.Unlock()
+	}
+}
+
+// reserveLocked makes room, in the claimed queue and in the list of
+// deferred outcomes, for every run claimed ahead: so that the first time
+// ten thousand of them fall due at once, those lists grow (and the memory
+// they grow into is first touched) with the claims, before the due time,
+// not while the runs start. s.mu must be held.
+func (s *Scheduler) reserveLocked() {
+	if n := len(s.claimedRuns) + s.aheadRuns; n > cap(s.claimedRuns) {
+		s.claimedRuns = slices.Grow(s.claimedRuns, n-len(s.claimedRuns))
+	}
+	if n := min(len(s.deferred)+s.aheadRuns, maxDeferred); n > cap(s.deferred) {
+		s.deferred = slices.Grow(s.deferred, n-len(s.deferred))
 	}
 }
 
@@ -104,6 +120,7 @@ func (s *Scheduler) startGroupLocked(at int64) {
 	}
 	delete(s.aheadAt, at)
 	runs := g.runs
+	s.aheadRuns -= len(runs)
 	if slices.ContainsFunc(runs, func(a *aheadRun) bool { return rankOf(&a.j.entry) != rankOf(&runs[0].j.entry) }) {
 		slices.SortStableFunc(runs, func(a, b *aheadRun) int {
 			return cmp.Compare(rankOf(&a.j.entry), rankOf(&b.j.entry))
@@ -191,6 +208,7 @@ func (s *Scheduler) takeAllAheadLocked() []firedJob {
 		out = append(out, firedJob{t: a.rc.t, j: a.j})
 	}
 	clear(s.aheadAt)
+	s.aheadRuns = 0
 	s.claimedRuns, s.claimedHead = nil, 0
 	s.claimedReady.Store(0)
 	return out

@@ -62,6 +62,7 @@ type Scheduler struct {
 	// those not yet due by due time; claimedRuns[claimedHead:] are due,
 	// to start in order; groups keeps emptied groups for reuse.
 	aheadAt     map[int64]*aheadGroup
+	aheadRuns   int // how many runs aheadAt holds
 	claimedRuns []*aheadRun
 	claimedHead int
 	groups      []*aheadGroup
