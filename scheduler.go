@@ -749,8 +749,12 @@ func (s *Scheduler) queueFired(f *firing) {
 // driver is at it. A busy process runs its workers back to back: the
 // driver, woken by its alarm, then waits for a processor behind them,
 // milliseconds at times, while a worker between two runs is already on
-// one. The driver is poked so that it sleeps until the new next instant.
-// It returns the time it read, which the worker's next claim uses.
+// one. The driver is not poked: its alarm, set for an instant that has now
+// come or for its shortest sleep after its last advance, is never later
+// than the one it would set again, so waking it would only cost a
+// wake-up (at 100,000 runs a second, workers advance tens of thousands
+// of times a second). It returns the time it read, which the worker's
+// next claim uses.
 func (s *Scheduler) helpAdvance(f *firing) time.Time {
 	now := time.Now()
 	if now.UnixNano() < s.wakeAt.Load() || !s.wmu.TryLock() {
@@ -759,7 +763,6 @@ func (s *Scheduler) helpAdvance(f *firing) time.Time {
 	s.advanceLocked(f, now)
 	s.wmu.Unlock()
 	s.queueFired(f)
-	s.pokeDriver()
 	return now
 }
 
