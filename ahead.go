@@ -215,7 +215,7 @@ func (s *Scheduler) takeAllAheadLocked() []firedJob {
 }
 
 // maxDeferred bounds the outcomes deferred while claimed runs wait to
-// start (each holds its aheadRun, about 1.2 KB, until recorded: twenty
+// start (each holds its aheadRun, about 700 bytes, until recorded: eleven
 // megabytes at most). It is more than the ten thousand CRON triggers of
 // one second, whose runs all start before any of their outcomes is
 // recorded; past it, each run records its own.
@@ -232,8 +232,8 @@ type deferredRun struct {
 	v verdict
 }
 
-// deferLocked defers recording the outcome of the run of t (job j),
-// claimed ahead as a, that came to v, if more runs claimed ahead wait to
+// deferLocked defers recording the outcome of the run of t, claimed ahead
+// as a, that came to v, if more runs claimed ahead wait to
 // start: when ten thousand of them fall due at once, every one starts
 // before the outcomes (the store writes, the next CRON occurrences) are
 // recorded, rather than each waiting for the outcomes of those before it.
@@ -243,11 +243,10 @@ type deferredRun struct {
 // same as t, the scheduler's. It reports whether it deferred the outcome.
 // The worker calls it with s.mu held for the next job, so that deferring
 // takes no lock of its own.
-func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, j *job, v *verdict) bool {
+func (s *Scheduler) deferLocked(a *aheadRun, t *Trigger, v *verdict) bool {
 	if s.phase != phaseStarted || !s.claimedWaiting() || len(s.deferred) >= maxDeferred || !sameTrigger(&a.rc.t, t) {
 		return false
 	}
-	a.j = *j
 	s.deferred = append(s.deferred, deferredRun{a, *v})
 	return true // its entry in the running map, from its claim, stays
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -789,7 +788,8 @@ func (s *Scheduler) worker(sl *slot) {
 		ctx       context.Context // for the next run, unless claimed ahead
 		cancel    context.CancelCauseFunc
 	)
-	var fired firing // what this worker's helpAdvance fires
+	var fired firing        // what this worker's helpAdvance fires
+	var batch []deferredRun // a share of the deferred outcomes, to record
 	for {
 		if ctx == nil || ctx.Err() != nil {
 			ctx, cancel = context.WithCancelCause(s.io)
@@ -805,7 +805,7 @@ func (s *Scheduler) worker(sl *slot) {
 		if deferring != nil {
 			a := deferring
 			deferring = nil
-			if !s.deferLocked(a, &t, &j, &v) {
+			if !s.deferLocked(a, &t, &v) {
 				// Record it now, then forget it as a run ended here.
 				s.mu.Unlock()
 				o, ended, heldAhead = s.finish(&t, s.decide(&t, &v), &v), true, true
@@ -846,7 +846,7 @@ func (s *Scheduler) worker(sl *slot) {
 			// No claimed run waits to start: record the outcomes
 			// deferred meanwhile, a share at a time.
 			n := max(len(s.deferred)-recordShare, 0)
-			batch := slices.Clone(s.deferred[n:])
+			batch = append(batch[:0], s.deferred[n:]...)
 			clear(s.deferred[n:])
 			s.deferred = s.deferred[:n]
 			s.mu.Unlock()
@@ -855,6 +855,7 @@ func (s *Scheduler) worker(sl *slot) {
 				ended = false
 			}
 			s.recordDeferred(batch)
+			clear(batch) // holds no aheadRun until the next share
 			continue
 		}
 		var f firedJob
