@@ -8,12 +8,88 @@ import (
 	"time"
 )
 
-// Claiming ahead: a trigger armed in the wheel is claimed ClaimAhead before
-// its due time, and its run starts at that time. Everything the run needs
-// is made with the claim, so that when thousands of triggers fall due at
-// once (the CRON triggers of one second), their runs start one after the
-// other without allocating, computing or looking anything up, and their
-// outcomes are recorded once they have all started.
+// Claiming ahead: a trigger armed in the wheel may be claimed ClaimAhead
+// before its due time, and its run then starts at that time. Everything
+// the run needs is made with the claim, so that when thousands of triggers
+// fall due at once (the CRON triggers of one second), their runs start one
+// after the other without allocating, computing or looking anything up,
+// and their outcomes are recorded once they have all started.
+//
+// It pays where claiming at the due time would make runs late: when the
+// store's claims are slow (a commit to disk, a round trip to a server), or
+// when triggers share a due instant, whose claims at that instant would
+// wait for one another. Elsewhere it costs: the run is held in memory
+// meanwhile, with its context, in a group with a timer of its own. With
+// the in-memory store and a hundred thousand triggers a second, each due
+// at an instant of its own, a run claimed ahead took 11.1-11.4 µs of
+// processor time against 8.8-9.4 µs claimed at its due time (getrusage,
+// a million triggers). So a trigger's claim timer is armed ClaimAhead
+// before its due time, and when it fires, the trigger is claimed then only
+// where it pays (claimsAhead); otherwise its timer is armed again for its
+// due time. Deciding then, not when the trigger is armed, lets the
+// decision use what the claims of the meantime showed.
+
+// slowClaim is how long a claim takes, at least, for claiming ahead to pay
+// for every trigger: longer than the wheel driver's shortest sleep, which
+// lateness includes anyway. An in-memory claim takes microseconds; a
+// commit to disk or a round trip to a server takes longer.
+const slowClaim = 50 * time.Microsecond
+
+// slowClaims is the share of recent claims that were slow, in 1/1024ths:
+// an average over about the last 16 claims. It starts at all of them, so
+// that triggers are claimed ahead until claims are timed.
+const (
+	allSlow       = 1 << 10
+	claimsAverage = 16
+)
+
+// instantSlots is the size of the table of the due instants of recent
+// claim timers (Scheduler.instants), by which claimTimerLocked sees a
+// trigger share its due instant with one armed before it.
+const (
+	instantBits  = 12
+	instantSlots = 1 << instantBits
+)
+
+// claimTimerLocked sets e up for the claim timer of its trigger, due at
+// due, and returns the timer's instant: ClaimAhead before due (e.ahead),
+// or due if ClaimAhead is zero. It marks e shared if a trigger armed
+// before it was due at the same instant: of triggers sharing an instant,
+// the first armed is claimed at it if claims are fast, the others ahead.
+// The table of instants forgets an instant when a later one takes its
+// slot; a trigger then may be claimed at its due time, which costs it a
+// claim's delay, not a wrong run. s.wmu must be held.
+func (s *Scheduler) claimTimerLocked(e *entry, due time.Time) time.Time {
+	if s.cfg.ClaimAhead == 0 {
+		return due
+	}
+	at := due.UnixNano()
+	slot := &s.instants[uint64(at)*0x9e3779b97f4a7c15>>(64-instantBits)]
+	e.shared = *slot == at
+	*slot = at
+	e.ahead = true
+	return due.Add(-s.cfg.ClaimAhead)
+}
+
+// claimsAhead reports whether the trigger of e, whose claim timer fired
+// ahead of its due time, is to be claimed now: it shares its due instant,
+// or claims are slow.
+func (s *Scheduler) claimsAhead(e *entry) bool {
+	return e.shared || s.slowClaims.Load() > allSlow/2
+}
+
+// timeClaim adds a claim that took d to the share of slow claims. Once
+// claims are fast the share stays zero, and timing one writes nothing
+// that workers would contend on.
+func (s *Scheduler) timeClaim(d time.Duration) {
+	v := s.slowClaims.Load()
+	switch {
+	case d >= slowClaim:
+		s.slowClaims.Store(v + (allSlow-v)/claimsAverage)
+	case v > 0:
+		s.slowClaims.Store(v - (v+claimsAverage-1)/claimsAverage)
+	}
+}
 
 // aheadRun is a trigger claimed ahead of its due time, waiting for it: the
 // run's context, with the trigger as claimed, and the occurrence a CRON run
@@ -143,12 +219,14 @@ func (s *Scheduler) startGroupLocked(at int64) {
 }
 
 // takeClaimedLocked takes the next claimed run to start, unless the ready
-// queue's first job goes first (a higher priority, or due earlier), and
-// reports whether it took one. s.mu must be held.
+// queue's first job goes first (a higher priority, or due no later: the
+// first trigger of a burst's instant, claimed at it, goes before the runs
+// claimed ahead for it), and reports whether it took one. s.mu must be
+// held.
 func (s *Scheduler) takeClaimedLocked() (*aheadRun, bool) {
 	for s.claimedHead < len(s.claimedRuns) {
 		a := s.claimedRuns[s.claimedHead]
-		if !a.dropped && s.ready.len() > 0 && s.ready.peek().less(readyKey{due: a.j.due, rank: rankOf(&a.j.entry)}) {
+		if !a.dropped && s.ready.len() > 0 && !(readyKey{due: a.j.due, rank: rankOf(&a.j.entry)}).less(s.ready.peek()) {
 			return nil, false
 		}
 		s.claimedRuns[s.claimedHead] = nil
@@ -159,6 +237,12 @@ func (s *Scheduler) takeClaimedLocked() (*aheadRun, bool) {
 		}
 	}
 	return nil, false
+}
+
+// readyDueLocked reports whether the ready queue's first job is due at now.
+// s.mu must be held.
+func (s *Scheduler) readyDueLocked(now time.Time) bool {
+	return s.ready.len() > 0 && s.ready.peek().due <= now.UnixNano()
 }
 
 // claimedWaiting reports whether claimed runs wait to start. s.mu must be

@@ -3,6 +3,7 @@ package trigger_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -12,12 +13,49 @@ import (
 	"github.com/triggerkit/trigger/store/memstore"
 )
 
-// A trigger armed in the wheel is claimed ClaimAhead before its due time,
-// and runs at its due time, not before.
+// slowClaims is a store whose claims take a millisecond, as a commit to
+// disk or a round trip to a server can.
+type slowClaims struct{ trigger.Store }
+
+func (s slowClaims) Claim(ctx context.Context, id string, c trigger.Claim) (trigger.Trigger, error) {
+	time.Sleep(time.Millisecond)
+	return s.Store.Claim(ctx, id, c)
+}
+
+// setupTimed starts a scheduler as setup does, on a memstore whose claims
+// take a millisecond if slow is set, and has it claim and run triggers
+// until it has timed its claims: whether it claims ahead depends on it.
+// The runs of those triggers are not recorded.
+func setupTimed(t *testing.T, slow bool, cfg trigger.Config, fn func(ctx context.Context, t *trigger.Trigger) error) *bundle {
+	t.Helper()
+	b := &bundle{store: memstore.New(), runs: &recorder{}}
+	var store trigger.Store = b.store
+	if slow {
+		store = slowClaims{b.store}
+	}
+	b.sched = start(t, store, b.runs, cfg)
+	const n = 32
+	for i := range n {
+		b.schedule(t, trigger.Trigger{ID: fmt.Sprint("timing-", i), DueAt: time.Now().Add(time.Duration(i))})
+	}
+	time.Sleep(time.Second)
+	synctest.Wait()
+	if c := b.runs.count(); c != n {
+		t.Fatalf("setupTimed: %d of the %d triggers that time claims ran", c, n)
+	}
+	b.runs.mu.Lock()
+	b.runs.runs, b.runs.fn = nil, fn
+	b.runs.mu.Unlock()
+	return b
+}
+
+// With a store whose claims are slow, a trigger armed in the wheel is
+// claimed ClaimAhead before its due time, and runs at its due time, not
+// before.
 func TestClaimAheadRunsAtDueTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := setup(t, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
+		b := setupTimed(t, true, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
 		due := time.Now().Add(time.Second)
 		id := b.schedule(t, trigger.Trigger{DueAt: due})
 
@@ -49,11 +87,82 @@ func TestClaimAheadRunsAtDueTime(t *testing.T) {
 	})
 }
 
+// With claims that are fast, a trigger due at an instant of its own is
+// claimed at its due time: claiming it ahead would cost more than it
+// saves. It runs then, not before.
+func TestClaimAtDueTimeWhenClaimsAreFast(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setupTimed(t, false, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
+		due := time.Now().Add(time.Second)
+		id := b.schedule(t, trigger.Trigger{DueAt: due})
+
+		time.Sleep(time.Until(due) - time.Millisecond)
+		synctest.Wait()
+		if got := b.get(t, id); got.State != trigger.StateScheduled {
+			t.Fatalf("a millisecond before its due time: state %v, want scheduled (claimed at its due time)", got.State)
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		runs := b.runs.of(id)
+		if len(runs) != 1 || runs[0].at.Before(due) || runs[0].at.Sub(due) > time.Millisecond {
+			t.Fatalf("runs %v, want one within a tick after %v", runs, due)
+		}
+		b.stop(t)
+	})
+}
+
+// With claims that are fast, of the triggers due at one instant the first
+// armed is claimed at that instant and the others ClaimAhead before it, so
+// that their claims do not wait for one another at the due time. All run
+// at the due time, the one claimed then first.
+func TestClaimAheadSharedInstant(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setupTimed(t, false, trigger.Config{ClaimAhead: 100 * time.Millisecond, Workers: 1}, nil)
+		due := time.Now().Add(time.Second)
+		ids := []string{"first", "second", "third"}
+		for _, id := range ids {
+			b.schedule(t, trigger.Trigger{ID: id, DueAt: due})
+		}
+
+		time.Sleep(time.Until(due) - 50*time.Millisecond)
+		synctest.Wait()
+		for i, id := range ids {
+			want := trigger.StateRunning
+			if i == 0 {
+				want = trigger.StateScheduled
+			}
+			if got := b.get(t, id); got.State != want {
+				t.Fatalf("50ms before the due time: %s is %v, want %v", id, got.State, want)
+			}
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		b.runs.mu.Lock()
+		runs := slices.Clone(b.runs.runs)
+		b.runs.mu.Unlock()
+		var order []string
+		for _, r := range runs {
+			order = append(order, r.id)
+		}
+		if len(runs) != 3 || runs[0].id != "first" {
+			t.Fatalf("ran %v, want all three, the one claimed at its due time first", order)
+		}
+		for _, r := range runs {
+			if !r.at.Equal(due) {
+				t.Fatalf("%s ran at %v, want at its due time %v", r.id, r.at, due)
+			}
+		}
+		b.stop(t)
+	})
+}
+
 // Canceling a trigger claimed ahead drops its run.
 func TestClaimAheadCancel(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := setup(t, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
+		b := setupTimed(t, true, trigger.Config{ClaimAhead: 100 * time.Millisecond}, nil)
 		id := b.schedule(t, trigger.Trigger{DueAt: time.Now().Add(time.Second)})
 		time.Sleep(950 * time.Millisecond)
 		synctest.Wait()
@@ -127,7 +236,8 @@ func TestClaimAheadBurst(t *testing.T) {
 		t.Run(fmt.Sprint("stop at once ", stopAtOnce), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				b := setup(t, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
+				// One trigger is claimed at the due time, the others ahead.
+				b := setupTimed(t, false, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
 					time.Sleep(time.Millisecond) // the others stay due meanwhile
 					return nil
 				})
@@ -187,7 +297,7 @@ func TestClaimAheadLateStartIsCatchUp(t *testing.T) {
 			at  time.Time
 		}
 		var runs []seen
-		b := setup(t, trigger.Config{Workers: 1, ClaimAhead: 100 * time.Millisecond, MisfireGrace: time.Second},
+		b := setupTimed(t, true, trigger.Config{Workers: 1, ClaimAhead: 100 * time.Millisecond, MisfireGrace: time.Second},
 			func(ctx context.Context, tr *trigger.Trigger) error {
 				if tr.ID == "blocker" {
 					time.Sleep(5 * time.Second)
@@ -230,7 +340,7 @@ func TestClaimAheadConsumerCopy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		kept := map[string]*trigger.Trigger{}
 		var mu sync.Mutex
-		b := setup(t, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
+		b := setupTimed(t, false, trigger.Config{Workers: 4}, func(ctx context.Context, tr *trigger.Trigger) error {
 			mu.Lock()
 			defer mu.Unlock()
 			id := tr.ID

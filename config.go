@@ -43,18 +43,22 @@ type Config struct {
 	// of LeaseDuration.
 	HeartbeatInterval time.Duration
 	// ClaimAhead is how long before its due time a trigger armed in the
-	// timing wheel is claimed. Its run still starts at its due time, never
-	// before: claiming ahead takes the claim (a store write: a commit to
-	// disk, a round trip to a database server) off the path from the due
-	// time to the run, so that runs start on time, and so that ten
-	// thousand CRON triggers due in the same second are claimed before it
-	// and start within milliseconds of it. Meanwhile the trigger is
-	// running in the store (its attempt counted, its lease held), its run
-	// holds a slot of its queue, and Cancel drops the run. A trigger
-	// scheduled closer to its due time than ClaimAhead is claimed at once.
-	// It must be shorter than LeaseDuration. Negative claims each trigger
-	// at its due time. Defaults to 50ms, or half of LeaseDuration when that
-	// is shorter.
+	// timing wheel is claimed, where claiming it at its due time would
+	// make its run late: when the store's claims are slow (50µs or more:
+	// a commit to disk, a round trip to a database server), or when the
+	// trigger shares its due instant with one armed before it (the CRON
+	// triggers of one schedule: ten thousand due in the same second are
+	// claimed before it and start within milliseconds of it). Other
+	// triggers, with a fast store, are claimed at their due time, which
+	// costs less. The scheduler times its claims to tell; until it has,
+	// claims count as slow. A run claimed ahead still starts at its due
+	// time, never before. Meanwhile the trigger is running in the store
+	// (its attempt counted, its lease held), its run holds a slot of its
+	// queue, and Cancel drops the run. A trigger scheduled closer to its
+	// due time than ClaimAhead is claimed at once if it is to be claimed
+	// ahead. It must be shorter than LeaseDuration. Negative claims every
+	// trigger at its due time. Defaults to 50ms, or half of LeaseDuration
+	// when that is shorter.
 	ClaimAhead time.Duration
 	// RunTimeout, when positive, cancels the context of a run that takes
 	// longer; the run then fails like any other. Zero means no limit.

@@ -5,9 +5,9 @@
 // A [Scheduler] persists [Trigger] values ("run node N of workflow instance S
 // at time T with payload P") in a pluggable [Store], arms the ones due soon
 // in a hierarchical timing wheel, claims each in the store (a lease with a
-// fencing token) shortly before it is due (Config.ClaimAhead) and runs it
-// when it is due through the host's [Consumer] on a bounded pool of
-// workers. A periodic scan and startup recovery read the
+// fencing token) when it is due, or shortly before where that keeps its
+// run on time (Config.ClaimAhead), and runs it when it is due through the
+// host's [Consumer] on a bounded pool of workers. A periodic scan and startup recovery read the
 // store, so nothing is missed after a crash, a lost timer or the death of
 // another node.
 //

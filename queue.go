@@ -67,12 +67,12 @@ func checkQueueLimits(limits map[string]int) error {
 
 // entryOf returns the wheel entry of t.
 func (s *Scheduler) entryOf(t *Trigger, boost bool) entry {
-	return entry{id: t.ID, priority: int32(t.Priority), queue: s.queues.index[t.Queue], boost: boost}
+	return entry{id: t.ID, priority: int16(t.Priority), queue: s.queues.index[t.Queue], boost: boost}
 }
 
 // refEntry returns the wheel entry of a trigger found by a scan.
 func (s *Scheduler) refEntry(r Ref) entry {
-	e := entry{id: r.ID, priority: int32(r.Priority)}
+	e := entry{id: r.ID, priority: int16(r.Priority)}
 	if len(s.queues.index) > 0 {
 		e.queue = unknownQueue
 	}

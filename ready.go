@@ -25,7 +25,7 @@ type readyKey struct {
 // rankOf orders priorities, higher first, and within one the boosted
 // jobs first.
 func rankOf(e *entry) uint32 {
-	r := uint32(MaxPriority-e.priority) << 1
+	r := uint32(MaxPriority-int32(e.priority)) << 1
 	if !e.boost {
 		r |= 1
 	}

@@ -30,9 +30,9 @@ func TestReadyQueueOrder(t *testing.T) {
 			model = slices.Delete(model, k, k+1)
 			continue
 		}
-		j := job{entry: entry{id: strconv.Itoa(i), priority: int32(rand.IntN(5) - 2), boost: rand.IntN(4) == 0}, due: rand.Int64N(100)}
+		j := job{entry: entry{id: strconv.Itoa(i), priority: int16(rand.IntN(5) - 2), boost: rand.IntN(4) == 0}, due: rand.Int64N(100)}
 		if rand.IntN(50) == 0 {
-			j.priority = int32(MinPriority + rand.IntN(2)*(MaxPriority-MinPriority))
+			j.priority = int16(MinPriority + rand.IntN(2)*(MaxPriority-MinPriority))
 		}
 		q.push(j)
 		k, _ := slices.BinarySearchFunc(model, j, order)

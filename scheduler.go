@@ -40,6 +40,12 @@ type Scheduler struct {
 	// wakeAt is when the wheel wants advancing next (Unix nanoseconds):
 	// written under wmu, read without it by the workers (helpAdvance).
 	wakeAt atomic.Int64
+	// instants holds the due instants of recent claim timers, each in
+	// the slot its hash picks (see claimTimerLocked).
+	instants [instantSlots]int64
+	// slowClaims is the share of recent claims that took slowClaim or
+	// longer, in 1/1024ths (see timeClaim).
+	slowClaims atomic.Int32
 
 	mu   sync.Mutex
 	work *sync.Cond // signaled when ready or fired grows, or on stop
@@ -111,15 +117,19 @@ const (
 // entry is what the wheel and the ready queue hold for a trigger: just
 // enough to claim it and to order it.
 //
-// A trigger is armed ClaimAhead before its due time, to be claimed then.
-// The runs claimed ahead that fall due at the same instant share one
-// timer, whose entry has claimed set and no id (see claimedAhead).
+// A trigger is armed ClaimAhead before its due time (ahead set), to be
+// claimed then or armed again for its due time (see claimsAhead). The
+// runs claimed ahead that fall due at the same instant share one timer,
+// whose entry has claimed set and no id (see claimedAhead). It is 24
+// bytes, as a wheel node holds one.
 type entry struct {
 	id       string
-	priority int32
+	priority int16  // Trigger.Priority, which fits
 	queue    uint16 // see queues.index; 0: not limited
 	boost    bool   // retried or resumed: ahead of new work of its priority
 	claimed  bool   // the timer of a group of runs claimed ahead
+	ahead    bool   // armed ClaimAhead before its due time
+	shared   bool   // due at an instant a trigger armed before it shares
 }
 
 // job is a due trigger on its way to a run: in the ready queue, in a full
@@ -273,6 +283,7 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 	}
 	s.work = sync.NewCond(&s.mu)
 	s.doneCond = sync.NewCond(&s.mu)
+	s.slowClaims.Store(allSlow) // until claims are timed: see claimsAhead
 	s.batches, _ = store.(BatchFinisher)
 	return s, nil
 }
@@ -565,10 +576,11 @@ func (s *Scheduler) claim(now time.Time, force bool) Claim {
 // Reading armedUntil after the store write is what makes this safe: a scan
 // that moved the window before the write sees it in the store, and one
 // that moves it after the write is seen here. now is the caller's recent
-// reading of the clock. The trigger's timer is set ClaimAhead before its
-// due time, when it is to be claimed; one to be claimed by now is queued
-// at once (a worker claims it, ahead of its due time if that has not
-// come); one due a moment later goes into the wheel, which fires it at its
+// reading of the clock. The trigger's claim timer is set ClaimAhead before
+// its due time (claimTimerLocked). One whose timer would have fired by now
+// is queued at once, to be claimed ahead of its due time if that has not
+// come and claimsAhead says so; otherwise its timer is set for its due
+// time. One due a moment later goes into the wheel, which fires it at its
 // next advance.
 //
 // It reports whether it woke a worker or the wheel driver: see yieldIf.
@@ -581,8 +593,14 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) (woke bool) {
 		s.wmu.Unlock()
 		return false
 	}
-	if at := due.Add(-s.cfg.ClaimAhead); at.After(now) {
+	if at := s.claimTimerLocked(&e, due); at.After(now) {
 		woke = s.addTimerLocked(e, at)
+		s.wmu.Unlock()
+		return woke
+	}
+	if e.ahead && due.After(now) && !s.claimsAhead(&e) {
+		e.ahead = false
+		woke = s.addTimerLocked(e, due)
 		s.wmu.Unlock()
 		return woke
 	}
@@ -595,8 +613,8 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) (woke bool) {
 	return woke
 }
 
-// addTimerLocked arms a timer at at for entry e: its claim, ClaimAhead
-// before its due time, or the run of a claimed entry at its due time. It
+// addTimerLocked arms a timer at at for entry e: its claim, or the run of
+// a claimed entry at its due time. It
 // wakes the wheel driver if at is before the driver's next wake-up. s.wmu
 // must be held. It reports whether it poked the driver.
 func (s *Scheduler) addTimerLocked(e entry, when time.Time) bool {
@@ -699,22 +717,31 @@ func (s *Scheduler) wheelLoop() {
 // firing collects what an Advance fired.
 type firing struct {
 	jobs []job
+	now  int64                  // the Advance's time, Unix nanoseconds
 	fire func(entry, time.Time) // appends to jobs
 }
 
 // advanceLocked advances the wheel to now, collecting what fired in f, and
-// returns when it wants to advance next. s.wmu must be held.
+// returns when it wants to advance next. A claim timer that fired ahead of
+// its trigger's due time is armed again for that time unless its trigger
+// is to be claimed now (claimsAhead). s.wmu must be held.
 func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 	if f.fire == nil {
 		ahead := s.cfg.ClaimAhead.Nanoseconds()
 		f.fire = func(e entry, at time.Time) {
 			due := at.UnixNano()
-			if !e.claimed {
+			if e.ahead {
 				due += ahead // armed ClaimAhead before its due time
+				if due > f.now && !s.claimsAhead(&e) {
+					e.ahead = false
+					s.wheel.Add(e, time.Unix(0, due))
+					return
+				}
 			}
 			f.jobs = append(f.jobs, job{entry: e, due: due})
 		}
 	}
+	f.now = now.UnixNano()
 	s.wheel.Advance(now, f.fire)
 	next, ok := s.wheel.Next()
 	if !ok {
@@ -790,6 +817,9 @@ func (s *Scheduler) worker(sl *slot) {
 	)
 	var fired firing        // what this worker's helpAdvance fires
 	var batch []deferredRun // a share of the deferred outcomes, to record
+	// owed: this worker took a due job ahead of the deferred outcomes,
+	// and records a share of them next.
+	owed := false
 	for {
 		if ctx == nil || ctx.Err() != nil {
 			ctx, cancel = context.WithCancelCause(s.io)
@@ -842,9 +872,13 @@ func (s *Scheduler) worker(sl *slot) {
 			cancel(nil)
 			return
 		}
-		if len(s.deferred) > 0 && !s.claimedWaiting() && len(s.fired) == 0 {
+		if len(s.deferred) > 0 && !s.claimedWaiting() && len(s.fired) == 0 && (owed || !s.readyDueLocked(now)) {
 			// No claimed run waits to start: record the outcomes
-			// deferred meanwhile, a share at a time.
+			// deferred meanwhile, a share at a time. A due job in the
+			// ready queue (the first trigger of a burst's instant, which
+			// was claimed at it) goes first, each worker taking such
+			// jobs and shares by turns, so neither waits for the other.
+			owed = false
 			n := max(len(s.deferred)-recordShare, 0)
 			batch = append(batch[:0], s.deferred[n:]...)
 			clear(s.deferred[n:])
@@ -876,6 +910,7 @@ func (s *Scheduler) worker(sl *slot) {
 				runCancel = a.cancel
 				sl.set(a.rc.id, a.rc.token, runCancel)
 			} else if next, took = s.popReadyLocked(); took {
+				owed = len(s.deferred) > 0
 				sl.set(next.id, 0, cancel)
 			}
 		}
@@ -919,7 +954,9 @@ func (s *Scheduler) worker(sl *slot) {
 				c = s.claim(time.Unix(0, j.due), false)
 			}
 			var err error
+			start := time.Now()
 			t, err = s.store.Claim(s.io, j.id, c)
+			s.timeClaim(time.Since(start))
 			if err != nil {
 				sl.set("", 0, nil)
 				s.claimFailed(&j, err)
@@ -1384,7 +1421,9 @@ func (s *Scheduler) scan() {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 		for _, r := range refs {
-			s.addTimerLocked(s.refEntry(r), r.DueAt.Add(-s.cfg.ClaimAhead))
+			e := s.refEntry(r)
+			at := s.claimTimerLocked(&e, r.DueAt) // sets e up: pass it after
+			s.addTimerLocked(e, at)
 		}
 		return true
 	})
