@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -108,6 +109,7 @@ type workload struct {
 	executed   atomic.Int64
 	done       chan struct{}
 
+	begin   time.Time // when scheduling began: the jobs' due times count from it
 	elapsed time.Duration
 	m0, m1  runtime.MemStats
 }
@@ -126,13 +128,13 @@ func newWorkload(n int, spread time.Duration) *workload {
 func (w *workload) scheduleAll(schedule func(i int, due time.Time)) {
 	runtime.GC()
 	runtime.ReadMemStats(&w.m0)
-	begin := time.Now()
+	w.begin = time.Now()
 	for i := range w.n {
-		due := begin.Add(w.offsets[i])
+		due := w.begin.Add(w.offsets[i])
 		schedule(i, due)
 		w.handedLate[i] = !time.Now().Before(due)
 	}
-	w.elapsed = time.Since(begin)
+	w.elapsed = time.Since(w.begin)
 	runtime.ReadMemStats(&w.m1)
 }
 
@@ -258,10 +260,19 @@ func signed(d time.Duration) string {
 // jobs were due, to see where the tail comes from.
 var timeline bool
 
-// printTimeline prints lateness quantiles per 500 ms of due time.
+// printTimeline prints lateness quantiles per 500 ms of due time, with how
+// many garbage collections ended a pause then.
 func (w *workload) printTimeline() {
 	const step = 500 * time.Millisecond
 	buckets := make([]samples, int(w.spread/step)+1)
+	gcs := make([]int, len(buckets))
+	var st debug.GCStats
+	debug.ReadGCStats(&st)
+	for _, end := range st.PauseEnd {
+		if d := end.Sub(w.begin); d >= 0 && d < w.spread {
+			gcs[d/step]++
+		}
+	}
 	for i := range w.n {
 		if !w.handedLate[i] {
 			b := int(w.offsets[i] / step)
@@ -271,7 +282,7 @@ func (w *workload) printTimeline() {
 	fmt.Printf("  N=%d, scheduling took %v\n", w.n, w.elapsed.Round(time.Millisecond))
 	for b, s := range buckets {
 		if len(s) > 0 {
-			fmt.Printf("    due %5v..: %7d  p50 %8s  p99 %8s  max %8s\n", time.Duration(b)*step, len(s), dur(s.p(0.5)), dur(s.p(0.99)), dur(s.max()))
+			fmt.Printf("    due %5v..: %7d  p50 %8s  p99 %8s  max %8s  gc %d\n", time.Duration(b)*step, len(s), dur(s.p(0.5)), dur(s.p(0.99)), dur(s.max()), gcs[b])
 		}
 	}
 }
