@@ -91,7 +91,8 @@ type Scheduler struct {
 	workersDone bool // no run will be handed over any more
 	moreDue     bool // the last scan left overdue triggers in the store
 
-	wake     chan struct{} // pokes the wheel driver
+	alarm    *alarm.Alarm  // wakes the wheel driver; made by Start
+	poked    atomic.Bool   // the driver was woken to look at the wheel again
 	scanNow  chan struct{} // pokes the scanner
 	stopping chan struct{} // closed by Stop
 	idle     chan struct{} // closed when no run can start or be in progress
@@ -274,7 +275,6 @@ func New(store Store, consumer Consumer, cfg Config) (*Scheduler, error) {
 		queued:   make(map[string]uint64),
 		running:  make(map[string]run),
 		aheadAt:  make(map[int64]*aheadGroup),
-		wake:     make(chan struct{}, 1),
 		scanNow:  make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 		idle:     make(chan struct{}),
@@ -310,6 +310,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	s.io = context.WithoutCancel(ctx)
 	s.wmu.Lock()
 	s.wheel = wheel.New[entry](s.cfg.Tick, time.Now())
+	s.alarm = alarm.New()
 	s.wmu.Unlock()
 	s.wg.Go(s.scanLoop)
 	s.wg.Go(s.wheelLoop)
@@ -360,6 +361,8 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		s.phase = phaseStopped
 		close(s.stopping)
 		s.work.Broadcast()
+		s.poked.Store(true)
+		s.alarm.Wake()
 	}
 	s.mu.Unlock()
 
@@ -627,14 +630,13 @@ func (s *Scheduler) addTimerLocked(e entry, when time.Time) bool {
 }
 
 // pokeDriver wakes the wheel driver to look at the wheel again, and
-// reports whether it did (it was not poked already).
+// reports whether it did (it was not poked already). s.wmu must be held.
 func (s *Scheduler) pokeDriver() bool {
-	select {
-	case s.wake <- struct{}{}:
-		return true
-	default:
+	if !s.poked.CompareAndSwap(false, true) {
 		return false
 	}
+	s.alarm.Wake()
+	return true
 }
 
 // signalLocked wakes a worker waiting for work, and reports whether one
@@ -693,23 +695,27 @@ const enqueueShare = 256
 const wakeGrain = 100 * time.Microsecond
 
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired
-// timer to the ready queue.
+// timer to the ready queue. A poke (pokeDriver, or Stop) that comes after
+// the advance may be undone by setting the alarm for the next expiry: the
+// driver looks at poked after setting it, and does not sleep then.
 func (s *Scheduler) wheelLoop() {
-	wake := alarm.New()
-	defer wake.Stop()
+	defer s.alarm.Stop()
 	var f firing
 	for {
+		s.poked.Store(false)
+		select {
+		case <-s.stopping:
+			return
+		default:
+		}
 		s.wmu.Lock()
 		next := s.advanceLocked(&f, time.Now())
 		s.wmu.Unlock()
 		s.queueFired(&f)
 
-		wake.Set(max(time.Until(next), wakeGrain))
-		select {
-		case <-wake.C:
-		case <-s.wake:
-		case <-s.stopping:
-			return
+		s.alarm.Set(max(time.Until(next), wakeGrain))
+		if !s.poked.Load() {
+			s.alarm.Wait()
 		}
 	}
 }

@@ -1023,3 +1023,35 @@ func TestFailedScanIsCoveredAgain(t *testing.T) {
 		stop(t, s)
 	})
 }
+
+// On the real clock, where the wheel driver sleeps on a timerfd, a trigger
+// scheduled earlier than everything armed wakes the driver, however the
+// poke falls against the driver setting its alarm: each runs within a
+// second of its due time (a lost poke would leave it to the next scan or
+// to the other trigger, due in 30 seconds).
+func TestEarlierTriggerWakesDriverOnRealClock(t *testing.T) {
+	ran := make(chan string, 1)
+	s := start(t, memstore.New(), trigger.ConsumerFunc(func(_ context.Context, tr *trigger.Trigger) error {
+		ran <- tr.ID
+		return nil
+	}), trigger.Config{ScanInterval: time.Minute})
+	defer stop(t, s)
+	ctx := context.Background()
+	if _, err := s.Schedule(ctx, trigger.Trigger{ID: "far", DueAt: time.Now().Add(30 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		id := fmt.Sprint("near-", i)
+		if _, err := s.Schedule(ctx, trigger.Trigger{ID: id, DueAt: time.Now().Add(time.Duration(i%7) * 300 * time.Microsecond)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-ran:
+			if got != id {
+				t.Fatalf("ran %s, want %s", got, id)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("%s did not run within a second of its due time", id)
+		}
+	}
+}

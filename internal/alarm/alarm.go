@@ -11,36 +11,40 @@
 // sleeps until the next trigger is due, so both show in every trigger's
 // lateness.
 //
-// On Linux an Alarm is therefore a timerfd read through the runtime's
-// network poller: the kernel wakes the poller at the instant, and the
-// collector's idle worker yields to it like to any network event.
-// Elsewhere, when a timerfd cannot be made, and inside a testing/synctest
-// bubble (whose fake clock only drives the runtime's timers; see fakeClock), an
+// On Linux an Alarm is therefore a timerfd, which the waiting goroutine
+// reads through the runtime's network poller: the kernel wakes the poller
+// at the instant, the collector's idle worker yields to it like to any
+// network event, and the poller readies the waiting goroutine itself. (A
+// goroutine of the alarm's own that read the timerfd and passed the news
+// on would make each alarm cost a second wake-up: at ten thousand alarms
+// a second that was a fifth of the scheduler's processor time.) Elsewhere,
+// when a timerfd cannot be made, and inside a testing/synctest bubble
+// (whose fake clock only drives the runtime's timers; see fakeClock), an
 // Alarm is a runtime timer.
 package alarm
 
 import "time"
 
-// Alarm signals on C when it goes off. Make one with New, set it with Set,
-// and release it with Stop.
+// Alarm wakes one goroutine, which waits in Wait. Make one with New, set it
+// with Set, and release it with Stop. Set and Wait are for the waiting
+// goroutine; Wake and Stop may be called from any.
 type Alarm struct {
-	// C receives a value when the alarm goes off. A value may also be left
-	// from a setting that Set replaced: a receiver checks the clock.
-	C     <-chan struct{}
-	c     chan struct{}
-	timer *time.Timer // the runtime-timer alarm, when there is no precise one
-	impl              // the precise alarm, where the platform has one
+	c     chan struct{} // the runtime-timer alarm's: ready when it went off
+	done  chan struct{} // the runtime-timer alarm's: closed by Stop
+	timer *time.Timer   // the runtime-timer alarm, when there is no precise one
+	impl                // the precise alarm, where the platform has one
 }
 
 // New returns an alarm that is not set. It never fails: without a timerfd
 // it falls back to a runtime timer.
 func New() *Alarm {
-	c := make(chan struct{}, 1)
-	a := &Alarm{C: c, c: c}
+	a := &Alarm{}
 	if !fakeClock() && a.initPrecise() {
 		return a
 	}
-	a.initTimer()
+	a.c, a.done = make(chan struct{}, 1), make(chan struct{})
+	a.timer = time.AfterFunc(time.Hour, a.signal)
+	a.timer.Stop()
 	return a
 }
 
@@ -50,7 +54,8 @@ func New() *Alarm {
 // would never advance past it. Real clocks are long past 2000.
 func fakeClock() bool { return time.Now().Year() <= 2000 }
 
-// signal makes C ready unless it is already.
+// signal makes the runtime-timer alarm's Wait return, unless it already
+// would.
 func (a *Alarm) signal() {
 	select {
 	case a.c <- struct{}{}:
@@ -58,31 +63,43 @@ func (a *Alarm) signal() {
 	}
 }
 
-// drain empties C of a signal left from an earlier setting.
-func (a *Alarm) drain() {
-	select {
-	case <-a.c:
-	default:
-	}
-}
-
-func (a *Alarm) initTimer() {
-	a.timer = time.AfterFunc(time.Hour, a.signal)
-	a.timer.Stop()
-}
-
 // Set makes the alarm go off after d, or at once if d is not positive,
-// replacing any earlier setting.
+// replacing any earlier setting. A Wake or a setting that went off since
+// the last Wait returned may still end the next Wait at once: the waiter
+// checks why it woke.
 func (a *Alarm) Set(d time.Duration) {
-	a.drain()
 	if !a.setPrecise(d) {
 		a.timer.Reset(d)
 	}
 }
 
-// Stop releases the alarm and returns once nothing of it runs any more.
+// Wait blocks until the alarm goes off or Wake is called, and reports
+// false once Stop has been called.
+func (a *Alarm) Wait() bool {
+	if ok, precise := a.waitPrecise(); precise {
+		return ok
+	}
+	select {
+	case <-a.c:
+		return true
+	case <-a.done:
+		return false
+	}
+}
+
+// Wake makes the alarm go off now: a Wait in progress returns, or the next
+// one does at once.
+func (a *Alarm) Wake() {
+	if !a.setPrecise(0) {
+		a.signal()
+	}
+}
+
+// Stop releases the alarm: a Wait in progress returns false, as every
+// later one does. Call it once.
 func (a *Alarm) Stop() {
 	if !a.stopPrecise() {
 		a.timer.Stop()
+		close(a.done)
 	}
 }

@@ -2,7 +2,9 @@ package alarm
 
 import (
 	"os"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,56 +12,67 @@ import (
 type impl struct {
 	// f is the timerfd, read through the network poller; nil when the
 	// runtime timer is used.
-	f    *os.File
-	fd   int           // f's descriptor, for timerfd_settime (f.Fd would make f blocking)
-	done chan struct{} // closed when read returns
+	f  *os.File
+	rc syscall.RawConn // f's, to set the timerfd while f cannot be closed
 }
 
-// initPrecise makes the timerfd and the goroutine that reads it, and
-// reports whether it could.
+// initPrecise makes the timerfd, and reports whether it could.
 func (a *Alarm) initPrecise() bool {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return false
 	}
-	a.fd, a.f, a.done = fd, os.NewFile(uintptr(fd), "alarm"), make(chan struct{})
-	go a.read()
+	a.f = os.NewFile(uintptr(fd), "alarm")
+	if a.rc, err = a.f.SyscallConn(); err != nil {
+		a.f.Close()
+		a.f = nil
+		return false
+	}
 	return true
 }
 
-// read signals C each time the timerfd expires, until Stop closes it.
-func (a *Alarm) read() {
-	defer close(a.done)
-	var buf [8]byte // the count of expirations, which does not matter
-	for {
-		if _, err := a.f.Read(buf[:]); err != nil {
-			return
-		}
-		a.signal()
+// waitPrecise reads the timerfd, parked in the network poller until it
+// expires, and reports whether it did (false once Stop closed it) and
+// whether there is a timerfd. The read cannot block (the timerfd is
+// non-blocking), so it is a raw system call: one through the runtime's
+// syscall path wakes its monitor thread when that sleeps, a futex call
+// per alarm.
+func (a *Alarm) waitPrecise() (ok, precise bool) {
+	if a.f == nil {
+		return false, false
 	}
+	var buf [8]byte // the count of expirations, which does not matter
+	err := a.rc.Read(func(fd uintptr) bool {
+		_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		return e != unix.EAGAIN // woken early by anything else: the waiter checks why
+	})
+	return err == nil, true
 }
 
 // setPrecise sets the timerfd to go off after d, and reports false if
-// there is none.
+// there is none. Once Stop has closed it, setting it does nothing: the
+// RawConn keeps it open while it is set, so a descriptor number reused
+// since is never touched.
 func (a *Alarm) setPrecise(d time.Duration) bool {
 	if a.f == nil {
 		return false
 	}
 	// A zero it_value disarms a timerfd: at once is a nanosecond.
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(int64(d), 1))}
-	if err := unix.TimerfdSettime(a.fd, 0, &spec, nil); err != nil {
-		a.signal() // cannot happen with a valid fd; wake rather than oversleep
-	}
+	a.rc.Control(func(fd uintptr) {
+		// It fails only for a descriptor that is not a timerfd, which
+		// Control rules out.
+		unix.TimerfdSettime(int(fd), 0, &spec, nil)
+	})
 	return true
 }
 
-// stopPrecise closes the timerfd and waits for its reader, and reports
-// false if there is none.
+// stopPrecise closes the timerfd, which ends a Read in progress, and
+// reports false if there is none.
 func (a *Alarm) stopPrecise() bool {
 	if a.f == nil {
 		return false
 	}
 	a.f.Close()
-	<-a.done
 	return true
 }
