@@ -35,9 +35,10 @@ import (
 // commit to disk or a round trip to a server takes longer.
 const slowClaim = 50 * time.Microsecond
 
-// slowClaims is the share of recent claims that were slow, in 1/1024ths:
-// an average over about the last 16 claims. It starts at all of them, so
-// that triggers are claimed ahead until claims are timed.
+// Scheduler.slowClaims is the share of recent claims that were slow, in
+// 1/1024ths (allSlow: all of them), averaged over about the last
+// claimsAverage claims. It starts at allSlow, so that triggers are claimed
+// ahead until claims are timed.
 const (
 	allSlow       = 1 << 10
 	claimsAverage = 16
