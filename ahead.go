@@ -79,6 +79,19 @@ func (s *Scheduler) claimsAhead(e *entry) bool {
 	return e.shared || s.slowClaims.Load() > allSlow/2
 }
 
+// claimAtDue reports whether the trigger of e, due at due (Unix
+// nanoseconds), whose claim timer has come by now, is to be claimed at
+// due rather than now: its timer was armed ahead, due has not come, and
+// claimsAhead says no. It then clears e.ahead, for the caller to arm e's
+// timer again at due.
+func (s *Scheduler) claimAtDue(e *entry, due, now int64) bool {
+	if !e.ahead || due <= now || s.claimsAhead(e) {
+		return false
+	}
+	e.ahead = false
+	return true
+}
+
 // timeClaim adds a claim that took d to the share of slow claims. Once
 // claims are fast the share stays zero, and timing one writes nothing
 // that workers would contend on.

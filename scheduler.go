@@ -361,8 +361,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		s.phase = phaseStopped
 		close(s.stopping)
 		s.work.Broadcast()
-		s.poked.Store(true)
-		s.alarm.Wake()
+		s.pokeDriver() // it sees stopping when it wakes
 	}
 	s.mu.Unlock()
 
@@ -601,8 +600,7 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) (woke bool) {
 		s.wmu.Unlock()
 		return woke
 	}
-	if e.ahead && due.After(now) && !s.claimsAhead(&e) {
-		e.ahead = false
+	if s.claimAtDue(&e, due.UnixNano(), now.UnixNano()) {
 		woke = s.addTimerLocked(e, due)
 		s.wmu.Unlock()
 		return woke
@@ -630,7 +628,9 @@ func (s *Scheduler) addTimerLocked(e entry, when time.Time) bool {
 }
 
 // pokeDriver wakes the wheel driver to look at the wheel again, and
-// reports whether it did (it was not poked already). s.wmu must be held.
+// reports whether it did (it was not poked already). A caller that armed
+// a timer holds s.wmu meanwhile: the driver's next advance then sees the
+// timer, even if the driver cleared poked before it.
 func (s *Scheduler) pokeDriver() bool {
 	if !s.poked.CompareAndSwap(false, true) {
 		return false
@@ -738,11 +738,10 @@ func (s *Scheduler) advanceLocked(f *firing, now time.Time) time.Time {
 			due := at.UnixNano()
 			if e.ahead {
 				due += ahead // armed ClaimAhead before its due time
-				if due > f.now && !s.claimsAhead(&e) {
-					e.ahead = false
-					s.wheel.Add(e, time.Unix(0, due))
-					return
-				}
+			}
+			if s.claimAtDue(&e, due, f.now) {
+				s.wheel.Add(e, time.Unix(0, due)) // Next, after Advance, sees it
+				return
 			}
 			f.jobs = append(f.jobs, job{entry: e, due: due})
 		}
