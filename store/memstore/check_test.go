@@ -87,7 +87,7 @@ func (s *shard) check(hash func(string) uint64) error {
 		if free[i] {
 			return fmt.Errorf("slot %d is free and holds %q", i, r.id)
 		}
-		if j, got, _ := s.ids.get(r.id); j != i || got != r {
+		if j, got, _ := s.ids.find(r.id, hash(r.id)); j != i || got != r {
 			return fmt.Errorf("ID map: %q finds ref %d, not %d", r.id, j, i)
 		}
 		if n := shardOf(hash(r.id)); n != s.num {
@@ -97,8 +97,14 @@ func (s *shard) check(hash func(string) uint64) error {
 	if live+len(free) != int(s.recs.used) {
 		return fmt.Errorf("slab: %d live and %d free slots of %d", live, len(free), s.recs.used)
 	}
-	if n := len(s.ids.byHash) + len(s.ids.clash); n != live {
-		return fmt.Errorf("ID map holds %d IDs for %d records", n, live)
+	full := 0
+	for _, x := range s.ids.slots {
+		if x != 0 {
+			full++
+		}
+	}
+	if full != live || int(s.ids.n) != live {
+		return fmt.Errorf("ID map holds %d IDs (counts %d) for %d records", full, s.ids.n, live)
 	}
 
 	payloads := make(map[uint32]bool)

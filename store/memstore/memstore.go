@@ -31,8 +31,9 @@
 // # Cost
 //
 // A pending trigger with a 16-byte ID and nothing but a due time takes about
-// 160 bytes of heap: an 88-byte record, the ID (the caller's string, not a
-// copy), and its entries in the ID map and the due index. A payload takes 16
+// 140 bytes of heap: an 88-byte record, the ID (the caller's string, not a
+// copy), and its entries in the ID map (a hash table of its own, see idMap)
+// and the due index. A payload takes 16
 // bytes more besides its JSON, and the fields most triggers leave empty
 // (InstanceID, NodeID, Cron, LastError, TraceContext, ...) about 180 bytes
 // more, only in the triggers that use them. Records live in chunks of a
@@ -46,8 +47,8 @@
 // its own, which holds its first 1024 records in chunks of 64 (5.5 KiB) and
 // the others in chunks of 1024 (88 KiB), so that the last chunks of the 16
 // slabs, partly filled, take little more than one slab's would: a store of
-// a hundred triggers takes about 120 KiB, one of a thousand about 170 KiB,
-// and one of ten thousand about 140 bytes a trigger besides the IDs.
+// a hundred triggers takes about 100 KiB, one of a thousand about 160 KiB,
+// and one of ten thousand about 120 bytes a trigger besides the IDs.
 //
 // Save, Claim and Finish take O(log n) time: a claim takes the trigger out
 // of the due index and an outcome that makes it due again puts it back, but
@@ -177,7 +178,7 @@ func New() *Store {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.num = uint32(i)
-		sh.ids = newIDMap(&sh.recs, s.hash)
+		sh.ids = newIDMap(&sh.recs)
 		sh.due.recs = &sh.recs
 	}
 	return s
