@@ -2,13 +2,15 @@ package memstore
 
 import (
 	"cmp"
+	"slices"
+	"sort"
 	"strings"
 )
 
 // key is a place in the due order: a due time (or a lease deadline while
 // the trigger runs), then priority (higher first), then ID. ref is the
 // record the key is made from, or noRef for a place that is no record's
-// (a Due cursor, a separator in the index).
+// (a Due cursor).
 type key struct {
 	at       int64
 	id       string
@@ -32,383 +34,371 @@ func (r record) key(i uint32) key {
 	return key{at: r.due, id: r.id, ref: i, priority: r.priority}
 }
 
-// index is a B+tree: the due index. Its entries live in the leaves, which
-// are linked in order for iteration; an entry is a due time and a ref, and
-// the priority and ID that order entries with the same due time are read
-// from the record. An inner node's item i holds child i and a separator: a
-// key not above any entry under child i, and above every entry under child
-// i-1. An inner node's item 0 repeats the item that points to it in its
-// parent (and is never compared), so leaves and inner nodes split, merge and
-// share items the same way.
+// index is the due index of a shard. It is built for the two calls that
+// come once per trigger, a Save that adds an entry and a claim that takes
+// it out, at any due time; Due, which reads it in order, comes once per
+// page of a scan.
 //
-// A separator keeps its own copy of the key it was made from, ID included:
-// the record may be deleted, its slot reused, or its priority changed while
-// the separator is still in use. The inner nodes are about 1 in 60 nodes,
-// so their strings cost the garbage collector little; the leaves, which
-// hold the entries, have no pointers but their links.
+// It is log-structured. An insert appends an entry to a short unsorted
+// tail; a full tail is sorted into a run, and runs are merged, the newest
+// two at a time, until each run holds more than twice the entries of the
+// next or a merge would make more than maxMerge entries, so that a shard has
+// about log2(n/256) runs, and one more for each maxMerge entries past the
+// first, and each entry is copied about log2(maxMerge/256) times in all.
+// Every access is a sequential one: where a B+tree insert read a random
+// leaf of a million entries (a cache miss or two, and most of the
+// instructions of a Save), an insert here writes the tail's end, and a
+// merge streams through memory.
 //
-// It is specialised rather than generic so that a comparison is inlined, a
-// node's keys lie in one array and a leaf fills one 1 KiB allocation: at a
-// million entries this makes claims and saves faster and the index smaller
-// than with a general B-tree package.
+// A delete writes nothing to the runs: the index keeps a generation for
+// each record, handed out anew by every insert, and an entry counts only
+// while its generation is its record's. Stale entries are dropped where
+// they are met: when a tail is sorted, when runs are merged, and when
+// they reach the head of a run. A delete looks at the head of each run, as
+// claims mostly take the earliest entries, and trims the run it finds its
+// entry at; Due trims what it passes at the heads of runs. The other
+// deletes, of triggers taken out of order (canceled, deleted, fired early),
+// are counted, and once they could be half of what the index holds, every
+// run is compacted: a process that schedules a timeout an hour ahead for
+// each request and cancels it when the request ends keeps no more than
+// twice its live entries.
+//
+// An entry keeps its due time and the record's ref and generation; the
+// priority and ID that order entries due at the same instant are read from
+// the record. A live entry's key never changes (a change of due time or
+// priority goes through delete and insert), and a comparison of two
+// entries due at the same instant is only made once both are known live,
+// so every run is in order.
+//
+// Generations are 32-bit and wrap: an entry left stale through four
+// billion inserts into its shard could match its record again. Due also
+// checks an entry's due time against its record's, so such an entry is
+// at worst a second copy of a live one, which a claim refuses.
 type index struct {
 	recs *slab
-	root *node
+	// gens holds the generation of each record's entry, by ref, or 0 for a
+	// record not in the index. It is apart from the records so that
+	// checking entries reads 4 bytes each, 16 to a cache line.
+	gens []uint32
+	gen  uint32     // the last generation handed out
+	tail []dueEntry // unsorted, in the order of insertion
+	runs []run      // sorted; see settle for their lengths
+	// stale counts the deletes since the last compaction that trimmed
+	// nothing: an upper bound of the stale entries held.
+	stale int
+	// spare is the array of a run merged into another, kept for the next
+	// run made: merges then allocate nothing once a shard has grown, and
+	// the collector is not run more often by their copies.
+	spare []dueEntry
 }
 
-// order is the most items a node holds: 82 makes a node 1008 bytes, 1016
-// with the 8-byte header Go puts before an object of more than 512 bytes
-// that holds pointers, so that it fills a 1 KiB allocation (83 took one of
-// 1152 bytes).
-const (
-	order   = 82
-	minFill = order / 2
-)
-
-// node is a leaf, or the first part of an inner node. What is read first
-// comes first: the count and the links, which are also the only pointers a
-// leaf holds, so the garbage collector looks at two words of it.
-type node struct {
-	n    int
-	in   *inner // nil in a leaf
-	next *node  // the next leaf, in a leaf
-	at   [order]int64
-	ref  [order]uint32 // the records of a leaf's entries; unused in an inner node
+// dueEntry is an entry of the index: a due time, and the record and
+// generation it was made for.
+type dueEntry struct {
+	at  int64
+	ref uint32
+	gen uint32
 }
 
-// inner holds the children of an inner node and its separators' keys but
-// for their due times, which are in node.at.
-type inner struct {
-	kids     [order]*node
-	id       [order]string
-	priority [order]int16
+// run is a sorted run of entries. Those before head are gone.
+type run struct {
+	e    []dueEntry
+	head int
 }
 
-// item returns the key of item i of n (with ref noRef in an inner node).
-func (x *index) item(n *node, i int) key {
-	if n.in != nil {
-		return key{at: n.at[i], id: n.in.id[i], ref: noRef, priority: n.in.priority[i]}
+// tailLen is how many entries the tail takes before it is sorted into a
+// run: enough that sorting costs a few comparisons an entry, few enough
+// that a sort under a shard's lock takes microseconds.
+const tailLen = 256
+
+// maxMerge is the most entries a merge makes: merging two runs of random
+// due times takes about 40 ns an entry under the shard's lock (a branch
+// mispredicted for every other entry), so runs of more entries are left
+// as they are, and a shard of many entries has a run for each maxMerge of
+// them. A million triggers in 16 shards make about 4 such runs a shard.
+const maxMerge = 1 << 14
+
+// size returns how many entries r holds, stale ones included.
+func (r *run) size() int { return len(r.e) - r.head }
+
+// valid reports whether e is its record's entry.
+func (x *index) valid(e dueEntry) bool { return x.gens[e.ref] == e.gen }
+
+// insert adds record i, due at at, which must not be in the index.
+func (x *index) insert(i uint32, at int64) {
+	for int(i) >= len(x.gens) {
+		x.gens = append(x.gens, 0)
 	}
-	r := x.recs.at(n.ref[i])
-	return key{at: n.at[i], id: r.id, ref: n.ref[i], priority: r.priority}
+	if x.gen++; x.gen == 0 {
+		x.gen = 1
+	}
+	x.gens[i] = x.gen
+	x.tail = append(x.tail, dueEntry{at: at, ref: i, gen: x.gen})
+	if len(x.tail) >= tailLen {
+		x.flush()
+	}
 }
 
-// set sets item i of n to k, and its child to kid in an inner node.
-func (n *node) set(i int, k *key, kid *node) {
-	n.at[i] = k.at
-	if n.in == nil {
-		n.ref[i] = k.ref
+// delete takes record i, which must be in the index, out of it.
+func (x *index) delete(i uint32) {
+	if int(i) >= len(x.gens) {
 		return
 	}
-	n.in.id[i], n.in.priority[i], n.in.kids[i] = k.id, k.priority, kid
+	g := x.gens[i]
+	x.gens[i] = 0
+	if n := len(x.tail) - 1; n >= 0 && x.tail[n].ref == i && x.tail[n].gen == g {
+		x.tail = x.tail[:n] // inserted last: as when a record is moved twice
+		return
+	}
+	for j := range x.runs {
+		r := &x.runs[j]
+		if r.head < len(r.e) && r.e[r.head].ref == i && r.e[r.head].gen == g {
+			x.trim(r)
+			return
+		}
+	}
+	if x.stale++; x.stale > tailLen && 2*x.stale > x.held() {
+		x.compact()
+	}
 }
 
-// search returns the first item in [lo, n.n) of n not less than k. It reads
-// a record only to break a tie.
-//
-// A key due after the last item goes after it at once: saves in ascending
-// due order insert there, on the right edge of the tree, and with one
-// index per shard, the right edges of 16 trees no longer stay in the
-// processor's first-level cache for the scan below to read them cheaply.
-//
-// It first skips the runs of 8 items that lie wholly before k's due time,
-// reading the last of each run: each run fills a cache line, and as these
-// reads do not depend on one another the processor issues them together,
-// so a node that is not in cache costs about one miss, where each step of
-// a binary search waited for the last. Then it steps through the run that
-// holds k's due time, and breaks ties by binary search.
-func (x *index) search(n *node, lo int, k *key) int {
-	if lo < n.n && n.at[n.n-1] < k.at {
-		return n.n // after the last item, as when due times ascend
+// held returns how many entries x holds, stale ones included.
+func (x *index) held() int {
+	n := len(x.tail)
+	for j := range x.runs {
+		n += x.runs[j].size()
 	}
-	for j := lo + 7; j < n.n && n.at[j] < k.at; j += 8 {
-		lo = j + 1
+	return n
+}
+
+// compact drops every stale entry, in place: it reads each entry once, as
+// many as the deletes counted since the last compaction, or twice as many.
+func (x *index) compact() {
+	x.tail = slices.DeleteFunc(x.tail, func(e dueEntry) bool { return !x.valid(e) })
+	for j := range x.runs {
+		r := &x.runs[j]
+		r.e = slices.DeleteFunc(r.e[r.head:], func(e dueEntry) bool { return !x.valid(e) })
+		r.head = 0
 	}
-	for lo < n.n && n.at[lo] < k.at {
-		lo++
+	x.runs = slices.DeleteFunc(x.runs, func(r run) bool { return r.size() == 0 })
+	x.stale = 0
+	x.settle()
+}
+
+// trim moves r's head past the stale entries there.
+func (x *index) trim(r *run) {
+	for r.head < len(r.e) && !x.valid(r.e[r.head]) {
+		r.head++
 	}
-	hi := lo
-	for hi < n.n && n.at[hi] == k.at {
-		hi++
+}
+
+// less reports whether live entry a comes before live entry b.
+func (x *index) less(a, b *dueEntry) bool {
+	return a.at < b.at || a.at == b.at && x.tie(*a, *b) < 0
+}
+
+// tie orders two live entries due at the same instant, by the priority and
+// ID of their records.
+func (x *index) tie(a, b dueEntry) int {
+	ra, rb := x.recs.at(a.ref), x.recs.at(b.ref)
+	if ra.priority != rb.priority {
+		return int(rb.priority) - int(ra.priority)
 	}
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if at := n.at[m]; at < k.at || at == k.at && x.tie(n, m, k) < 0 {
-			lo = m + 1
+	return strings.Compare(ra.id, rb.id)
+}
+
+// flush sorts the live entries of the tail into a new run, drops the runs
+// trimmed empty, and settles the runs.
+func (x *index) flush() {
+	live := slices.DeleteFunc(x.tail, func(e dueEntry) bool { return !x.valid(e) })
+	if len(live) > 0 {
+		x.sort(live)
+		x.runs = append(x.runs, run{e: append(x.take(len(live)), live...)})
+	}
+	x.tail = x.tail[:0]
+	x.runs = slices.DeleteFunc(x.runs, func(r run) bool {
+		if r.size() == 0 {
+			x.recycle(r.e)
+			return true
+		}
+		return false
+	})
+	x.settle()
+}
+
+// settle merges runs next to each other until each holds more than twice
+// the entries of the next, or a merge would make more than maxMerge
+// entries. After a flush only the newest runs can need it; after a
+// compaction, any.
+func (x *index) settle() {
+	for j := len(x.runs) - 1; j >= 1; {
+		a, b := &x.runs[j-1], &x.runs[j]
+		switch {
+		case a.size() > 2*b.size():
+			j--
+			continue
+		case a.size() > 0 && b.size() > 0 && a.e[len(a.e)-1].at < b.e[b.head].at:
+			// b comes wholly after a, as when due times ascend: append
+			// it, in a's array if there is room, rather than merge.
+			a.e = append(a.e, b.e[b.head:]...)
+			x.recycle(b.e)
+		case a.size()+b.size() > maxMerge:
+			j--
+			continue
+		default:
+			ae, be := a.e, b.e
+			*a = x.merge(a, b)
+			x.recycle(ae)
+			x.recycle(be)
+		}
+		x.runs = slices.Delete(x.runs, j, j+1)
+		// The run at j-1 grew: it may now hold too few entries for the
+		// run before it, never too many for the one after, which the loop
+		// has settled.
+		j--
+	}
+}
+
+// merge returns the live entries of a and b as one run.
+func (x *index) merge(a, b *run) run {
+	ae, be := a.e[a.head:], b.e[b.head:]
+	out := x.take(len(ae) + len(be))
+	i, j := x.nextLive(ae, 0), x.nextLive(be, 0)
+	for i < len(ae) && j < len(be) {
+		if x.less(&be[j], &ae[i]) {
+			out = append(out, be[j])
+			j = x.nextLive(be, j+1)
 		} else {
-			hi = m
+			out = append(out, ae[i])
+			i = x.nextLive(ae, i+1)
 		}
 	}
-	return lo
-}
-
-// tie compares item i of n with k, which has the same due time.
-func (x *index) tie(n *node, i int, k *key) int {
-	var id string
-	var priority int16
-	if n.in != nil {
-		id, priority = n.in.id[i], n.in.priority[i]
-	} else {
-		if n.ref[i] == k.ref {
-			return 0
+	for _, e := range ae[i:] {
+		if x.valid(e) {
+			out = append(out, e)
 		}
-		r := x.recs.at(n.ref[i])
-		id, priority = r.id, r.priority
 	}
-	if priority != k.priority {
-		return int(k.priority) - int(priority)
-	}
-	return strings.Compare(id, k.id)
-}
-
-// child returns the index of the child of inner node n that holds k: the
-// last one whose separator is not above k.
-func (x *index) child(n *node, k *key) int {
-	i := x.search(n, 1, k)
-	if i < n.n && n.at[i] == k.at && x.tie(n, i, k) == 0 {
-		return i
-	}
-	return i - 1
-}
-
-// insertAt puts k (with child kid in an inner node) at i, shifting the items
-// after it. n must not be full.
-func (n *node) insertAt(i int, k *key, kid *node) {
-	copy(n.at[i+1:n.n+1], n.at[i:n.n])
-	if n.in == nil {
-		copy(n.ref[i+1:n.n+1], n.ref[i:n.n])
-	} else {
-		copy(n.in.kids[i+1:n.n+1], n.in.kids[i:n.n])
-		copy(n.in.id[i+1:n.n+1], n.in.id[i:n.n])
-		copy(n.in.priority[i+1:n.n+1], n.in.priority[i:n.n])
-	}
-	n.set(i, k, kid)
-	n.n++
-}
-
-// removeAt removes item i.
-func (n *node) removeAt(i int) {
-	copy(n.at[i:], n.at[i+1:n.n])
-	n.n--
-	if n.in == nil {
-		copy(n.ref[i:], n.ref[i+1:n.n+1])
-		return
-	}
-	copy(n.in.kids[i:], n.in.kids[i+1:n.n+1])
-	copy(n.in.id[i:], n.in.id[i+1:n.n+1])
-	copy(n.in.priority[i:], n.in.priority[i+1:n.n+1])
-	n.in.kids[n.n], n.in.id[n.n] = nil, ""
-}
-
-// moveLeft moves the first k items of r to the end of l, its left
-// neighbour.
-func moveLeft(l, r *node, k int) {
-	copy(l.at[l.n:], r.at[:k])
-	copy(r.at[:], r.at[k:r.n])
-	if l.in == nil {
-		copy(l.ref[l.n:], r.ref[:k])
-		copy(r.ref[:], r.ref[k:r.n])
-	} else {
-		copy(l.in.kids[l.n:], r.in.kids[:k])
-		copy(l.in.id[l.n:], r.in.id[:k])
-		copy(l.in.priority[l.n:], r.in.priority[:k])
-		copy(r.in.kids[:], r.in.kids[k:r.n])
-		copy(r.in.id[:], r.in.id[k:r.n])
-		copy(r.in.priority[:], r.in.priority[k:r.n])
-		clear(r.in.kids[r.n-k : r.n])
-		clear(r.in.id[r.n-k : r.n])
-	}
-	l.n, r.n = l.n+k, r.n-k
-}
-
-// moveRight moves the last k items of l to the front of r, its right
-// neighbour.
-func moveRight(l, r *node, k int) {
-	copy(r.at[k:], r.at[:r.n])
-	copy(r.at[:], l.at[l.n-k:l.n])
-	if l.in == nil {
-		copy(r.ref[k:], r.ref[:r.n])
-		copy(r.ref[:], l.ref[l.n-k:l.n])
-	} else {
-		copy(r.in.kids[k:], r.in.kids[:r.n])
-		copy(r.in.id[k:], r.in.id[:r.n])
-		copy(r.in.priority[k:], r.in.priority[:r.n])
-		copy(r.in.kids[:], l.in.kids[l.n-k:l.n])
-		copy(r.in.id[:], l.in.id[l.n-k:l.n])
-		copy(r.in.priority[:], l.in.priority[l.n-k:l.n])
-		clear(l.in.kids[l.n-k : l.n])
-		clear(l.in.id[l.n-k : l.n])
-	}
-	l.n, r.n = l.n-k, r.n+k
-}
-
-// sibling returns a new empty node of n's kind, linked after n if a leaf.
-func (n *node) sibling() *node {
-	s := &node{}
-	if n.in != nil {
-		s.in = new(inner)
-	} else {
-		s.next, n.next = n.next, s
-	}
-	return s
-}
-
-// insert adds k, made from a record, which must not be in the index.
-func (x *index) insert(k *key) {
-	if x.root == nil {
-		x.root = &node{}
-	}
-	sep, right := x.insertUnder(x.root, k, true)
-	if right == nil {
-		return
-	}
-	root := &node{n: 2, in: new(inner)}
-	least := x.item(x.root, 0)
-	root.set(0, &least, x.root)
-	root.set(1, &sep, right)
-	x.root = root
-}
-
-// insertUnder adds k under n, which is on the right edge of the tree if
-// rightmost. If n splits, it returns the new right half and a separator for
-// it: its least key.
-func (x *index) insertUnder(n *node, k *key, rightmost bool) (key, *node) {
-	var kid *node
-	var i int
-	if n.in == nil {
-		i = x.search(n, 0, k)
-	} else {
-		i = x.child(n, k)
-		sep, right := x.insertUnder(n.in.kids[i], k, rightmost && i == n.n-1)
-		if right == nil {
-			return key{}, nil
+	for _, e := range be[j:] {
+		if x.valid(e) {
+			out = append(out, e)
 		}
-		k, kid, i = &sep, right, i+1
 	}
-	if n.n < order {
-		n.insertAt(i, k, kid)
-		return key{}, nil
-	}
-	right := n.sibling()
-	switch {
-	case rightmost && i == order && n.in == nil:
-		// Appending, as when due times ascend: leave n full. Only nodes
-		// on the right edge are ever less than half full.
-		right.insertAt(0, k, kid)
-	case rightmost && i == order:
-		// The same, but an inner node keeps two children, so that the
-		// right edge never holds a node with one child: one whose child
-		// emptied could not be merged with a neighbour.
-		moveRight(n, right, 1)
-		right.insertAt(1, k, kid)
-	case i <= order/2:
-		moveRight(n, right, order-order/2)
-		n.insertAt(i, k, kid)
-	default:
-		moveRight(n, right, order-order/2)
-		right.insertAt(i-order/2, k, kid)
-	}
-	return x.item(right, 0), right
+	return run{e: out}
 }
 
-// delete removes k, made from a record, and reports whether it was there.
-func (x *index) delete(k *key) bool {
-	if x.root == nil || !x.deleteUnder(x.root, k) {
-		return false
+// nextLive returns the place of the first live entry of e from i, or
+// len(e).
+func (x *index) nextLive(e []dueEntry, i int) int {
+	for i < len(e) && !x.valid(e[i]) {
+		i++
 	}
-	if x.root.in != nil && x.root.n == 1 {
-		x.root = x.root.in.kids[0]
-	}
-	return true
+	return i
 }
 
-// deleteUnder removes k from under n and reports whether it was there.
-func (x *index) deleteUnder(n *node, k *key) bool {
-	if n.in == nil {
-		i := x.search(n, 0, k)
-		if i == n.n || n.ref[i] != k.ref {
-			return false
+// take returns an empty slice with room for n entries: the spare array if
+// it has the room.
+func (x *index) take(n int) []dueEntry {
+	if cap(x.spare) >= n {
+		out := x.spare[:0]
+		x.spare = nil
+		return out
+	}
+	return make([]dueEntry, 0, max(n, tailLen))
+}
+
+// recycle keeps e's array as the spare if it is larger than the spare.
+func (x *index) recycle(e []dueEntry) {
+	if cap(e) > cap(x.spare) {
+		x.spare = e
+	}
+}
+
+// sort sorts live entries by key: a quicksort whose comparisons of due
+// times are inlined, where slices.SortFunc calls a function for each, and
+// whose ties read the records.
+func (x *index) sort(e []dueEntry) {
+	for len(e) > 12 {
+		// The median of three as pivot, moved to e[0].
+		m, l := len(e)/2, len(e)-1
+		if x.less(&e[m], &e[0]) {
+			e[m], e[0] = e[0], e[m]
 		}
-		n.removeAt(i)
-		return true
-	}
-	i := x.child(n, k)
-	if !x.deleteUnder(n.in.kids[i], k) {
-		return false
-	}
-	if n.in.kids[i].n < minFill && n.n > 1 {
-		x.rebalance(n, i)
-	}
-	return true
-}
-
-// rebalance refills child i of n, which has too few items, from a neighbour:
-// it merges the two if they fit in one node, or shares their items evenly.
-func (x *index) rebalance(n *node, i int) {
-	if i == n.n-1 {
-		i--
-	}
-	l, r := n.in.kids[i], n.in.kids[i+1]
-	if l.n+r.n <= order {
-		moveLeft(l, r, r.n)
-		if l.in == nil {
-			l.next = r.next
+		if x.less(&e[l], &e[m]) {
+			e[l], e[m] = e[m], e[l]
+			if x.less(&e[m], &e[0]) {
+				e[m], e[0] = e[0], e[m]
+			}
 		}
-		n.removeAt(i + 1)
-		return
+		e[0], e[m] = e[m], e[0]
+		p := e[0]
+		i, j := 1, l
+		for {
+			for i <= j && x.less(&e[i], &p) {
+				i++
+			}
+			for i <= j && x.less(&p, &e[j]) {
+				j--
+			}
+			if i >= j {
+				break
+			}
+			e[i], e[j] = e[j], e[i]
+			i++
+			j--
+		}
+		e[0], e[j] = e[j], e[0]
+		// Recurse into the smaller side, loop on the larger.
+		if j < len(e)-j {
+			x.sort(e[:j])
+			e = e[j+1:]
+		} else {
+			x.sort(e[j+1:])
+			e = e[:j]
+		}
 	}
-	if half := (l.n + r.n) / 2; l.n < half {
-		moveLeft(l, r, half-l.n)
-	} else {
-		moveRight(l, r, l.n-half)
+	for i := 1; i < len(e); i++ {
+		for j := i; j > 0 && x.less(&e[j], &e[j-1]); j-- {
+			e[j], e[j-1] = e[j-1], e[j]
+		}
 	}
-	sep := x.item(r, 0)
-	n.set(i+1, &sep, r)
-}
-
-// seek returns the leaf and the place in it of the first entry not less
-// than from: a place past the leaf's last entry stands for the next leaf's
-// first. The leaf is nil in an empty index.
-func (x *index) seek(from *key) (*node, int) {
-	n := x.root
-	if n == nil {
-		return nil, 0
-	}
-	for n.in != nil {
-		n = n.in.kids[x.child(n, from)]
-	}
-	return n, x.search(n, 0, from)
 }
 
 // merge ascends several indexes together, as one: Due merges the due
-// indexes of the shards with it. It keeps a cursor in each index that has
+// indexes of the shards with it. It keeps a cursor in each run that has
 // entries left, and a min-heap of their numbers by the key of the entry
-// each is at: moving a cursor's number in the heap moves one byte, not the
-// cursor.
+// each is at: moving a cursor's number in the heap moves two bytes, not
+// the cursor.
 type merge struct {
-	cs [nShards]mcursor
-	h  []uint8
+	cs []mcursor
+	h  []uint16
 }
 
-// mcursor is a place in an index and the key of the entry there.
+// mcursor is a place in a run of an index and the key of the entry there.
 type mcursor struct {
 	k key
 	x *index
-	n *node
+	r *run
 	i int
 }
 
-// load sets c.k to the entry at c's place, moving on to the next leaf at
-// the end of one, and reports whether there is one.
+// load sets c.k to the first live entry at or after c's place, and
+// reports whether there is one. The stale entries it passes at the run's
+// head are trimmed.
 func (c *mcursor) load() bool {
-	for c.n != nil && c.i == c.n.n {
-		c.n, c.i = c.n.next, 0
+	x, r := c.x, c.r
+	for ; c.i < len(r.e); c.i++ {
+		e := r.e[c.i]
+		if x.valid(e) {
+			if rec := x.recs.at(e.ref); rec.due == e.at {
+				c.k = key{at: e.at, id: rec.id, ref: e.ref, priority: rec.priority}
+				return true
+			}
+		}
+		if c.i == r.head {
+			r.head++
+		}
 	}
-	if c.n == nil {
-		return false
-	}
-	c.k = c.x.item(c.n, c.i)
-	return true
+	return false
 }
 
 // less reports whether the entry of the cursor at place a of the heap comes
@@ -417,16 +407,31 @@ func (m *merge) less(a, b int) bool {
 	return m.cs[m.h[a]].k.compare(&m.cs[m.h[b]].k) < 0
 }
 
-// add adds the entries of x from the first not less than from. It is
-// called at most nShards times.
+// add adds the entries of x from the first not less than from. It sorts
+// x's tail into a run first.
 func (m *merge) add(x *index, from *key) {
-	c := &m.cs[len(m.h)]
-	*c = mcursor{x: x}
-	if c.n, c.i = x.seek(from); !c.load() {
-		return
+	x.flush()
+	for j := range x.runs {
+		r := &x.runs[j]
+		lo := r.head + sort.Search(r.size(), func(k int) bool { return r.e[r.head+k].at >= from.at })
+		c := mcursor{x: x, r: r, i: lo}
+		ok := c.load()
+		for ok && c.k.compare(from) < 0 {
+			c.i++
+			ok = c.load()
+		}
+		if !ok {
+			continue
+		}
+		m.cs = append(m.cs, c)
+		m.h = append(m.h, uint16(len(m.cs)-1))
+		m.up(len(m.h) - 1)
 	}
-	m.h = append(m.h, uint8(len(m.h)))
-	for j := len(m.h) - 1; j > 0; {
+}
+
+// up moves the cursor at place j of the heap up to its place.
+func (m *merge) up(j int) {
+	for j > 0 {
 		p := (j - 1) / 2
 		if !m.less(j, p) {
 			break

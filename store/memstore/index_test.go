@@ -3,17 +3,18 @@ package memstore
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"unsafe"
 )
 
-// TestIndex checks the B+tree against a sorted slice through random inserts
-// and deletes in several patterns, with its invariants checked throughout.
-// A deleted entry's slot is freed and reused by the next insert, with
-// another ID and priority, as in a store: the separators left behind must
-// not depend on the record they were made from.
+// TestIndex checks the index against a sorted slice through random inserts
+// and deletes in several patterns. A deleted entry's slot is freed and
+// reused by the next insert, with another ID, priority and due time, as in
+// a store: a stale entry must never count for the record that took its
+// slot.
 func TestIndex(t *testing.T) {
 	for _, p := range []struct {
 		name string
@@ -25,6 +26,7 @@ func TestIndex(t *testing.T) {
 		{"ascending/queue", func(_ *rand.Rand, i int) int64 { return int64(i) }, func(*rand.Rand, []key) int { return 0 }},
 		{"descending/stack", func(_ *rand.Rand, i int) int64 { return -int64(i) }, func(*rand.Rand, []key) int { return 0 }},
 		{"ascending/random", func(_ *rand.Rand, i int) int64 { return int64(i) }, randomEntry},
+		{"random/last", func(rng *rand.Rand, _ int) int64 { return rng.Int64N(1000) }, func(_ *rand.Rand, model []key) int { return len(model) - 1 }},
 	} {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
@@ -33,30 +35,19 @@ func TestIndex(t *testing.T) {
 			x := index{recs: &recs}
 			var model []key
 			seq := 0
-			// Grow to 5000 entries, shrink to 0, grow again: every split,
-			// share, merge and root change happens.
-			if p.name == "ascending/queue" {
-				for i := range 5 * order {
-					x.insert(newEntry(&recs, int64(-1000+i), "a", 0))
-				}
-				if n := leafCount(&x); n != 5 {
-					t.Fatalf("%d ascending inserts made %d leaves, want 5 full ones", 5*order, n)
-				}
-				recs, x = slab{}, index{recs: &recs}
-			}
+			// Grow to thousands of entries, shrink to 0, grow again: every
+			// flush, merge and trim happens.
 			for _, phase := range []struct{ steps, insertPct int }{{8000, 80}, {8000, 10}, {8000, 70}} {
 				for range phase.steps {
 					if len(model) == 0 || rng.IntN(100) < phase.insertPct {
 						seq++
 						k := newEntry(&recs, p.at(rng, seq), fmt.Sprintf("id%06d", seq), int16(rng.IntN(3)-1))
-						x.insert(k)
+						x.insert(k.ref, k.at)
 						i, _ := slices.BinarySearchFunc(model, *k, compareKeys)
 						model = slices.Insert(model, i, *k)
 					} else {
 						i := p.del(rng, model)
-						if !x.delete(&model[i]) {
-							t.Fatalf("delete of %v: not found", model[i])
-						}
+						x.delete(model[i].ref)
 						recs.release(model[i].ref)
 						model = slices.Delete(model, i, i+1)
 					}
@@ -66,57 +57,105 @@ func TestIndex(t *testing.T) {
 				}
 				check(t, &x, model, rng)
 			}
-			if absent := newEntry(&recs, 0, "absent", 0); x.delete(absent) {
-				t.Error("delete of an absent entry reported true")
-			}
 		})
 	}
 }
 
-// TestIndexRightEdge empties the last leaf of a tree grown by appends, whose
-// parent was made by an append too: the leaf must go, not stay empty.
-func TestIndexRightEdge(t *testing.T) {
+// TestIndexTrimsInOrderDeletes deletes entries in due order, as claims
+// mostly do: the runs must not keep them.
+func TestIndexTrimsInOrderDeletes(t *testing.T) {
 	var recs slab
 	x := index{recs: &recs}
+	rng := rand.New(rand.NewPCG(5, 6))
 	var model []key
-	for i := range order*order + 1 {
-		k := newEntry(&recs, int64(i), "a", 0)
-		x.insert(k)
+	for i := range 20 * tailLen {
+		k := newEntry(&recs, rng.Int64N(1e9), fmt.Sprint(i), 0)
+		x.insert(k.ref, k.at)
 		model = append(model, *k)
 	}
-	last := len(model) - 1
-	if !x.delete(&model[last]) {
-		t.Fatal("delete of the last entry: not found")
+	x.flush()
+	slices.SortFunc(model, compareKeys)
+	for _, k := range model[:len(model)/2] {
+		x.delete(k.ref)
 	}
-	check(t, &x, model[:last], rand.New(rand.NewPCG(1, 2)))
+	if n := x.held(); n != len(model)/2 {
+		t.Errorf("after deleting the first half in order, the runs hold %d entries, want %d", n, len(model)/2)
+	}
+	if n := len(x.runs); n > 6 {
+		t.Errorf("%d entries in %d runs, want at most 6", len(model), n)
+	}
+}
+
+// TestIndexCompacts deletes entries out of order, as cancellations of
+// timeouts do, while adding others: the index must not keep more than
+// about twice the live entries.
+func TestIndexCompacts(t *testing.T) {
+	var recs slab
+	x := index{recs: &recs}
+	rng := rand.New(rand.NewPCG(9, 10))
+	var model []key
+	for i := range 200_000 {
+		k := newEntry(&recs, int64(i)+1e9, fmt.Sprint(i), 0) // due later than any deleted
+		x.insert(k.ref, k.at)
+		model = append(model, *k)
+		if len(model) > 1000 {
+			j := 1 + rng.IntN(len(model)-1) // never the first: not at a head
+			x.delete(model[j].ref)
+			recs.release(model[j].ref)
+			model[j] = model[len(model)-1]
+			model = model[:len(model)-1]
+		}
+		if n := x.held(); n > 2*len(model)+2*tailLen {
+			t.Fatalf("after %d inserts the index holds %d entries for %d live ones", i+1, n, len(model))
+		}
+	}
+	slices.SortFunc(model, compareKeys)
+	check(t, &x, model, rng)
+}
+
+// TestIndexMergeLimit fills an index with several times maxMerge entries
+// due in random order, deleting some: no merge makes a run of more than
+// maxMerge entries, and the runs stay few.
+func TestIndexMergeLimit(t *testing.T) {
+	var recs slab
+	x := index{recs: &recs}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var model []key
+	for i := range 5 * maxMerge {
+		k := newEntry(&recs, rng.Int64N(1e9), fmt.Sprint(i), 0)
+		x.insert(k.ref, k.at)
+		model = append(model, *k)
+		if i%7 == 0 {
+			j := rng.IntN(len(model))
+			x.delete(model[j].ref)
+			recs.release(model[j].ref)
+			model = slices.Delete(model, j, j+1)
+		}
+	}
+	slices.SortFunc(model, compareKeys)
+	check(t, &x, model, rng)
+	for j := range x.runs {
+		if n := len(x.runs[j].e); n > maxMerge {
+			t.Errorf("run %d holds %d entries, more than maxMerge", j, n)
+		}
+	}
 }
 
 // newEntry stores a record in recs and returns its key at at.
 func newEntry(recs *slab, at int64, id string, priority int16) *key {
 	i := recs.alloc()
 	r := recs.at(i)
-	r.id, r.priority = id, priority
+	r.id, r.priority, r.due = id, priority, at
 	return &key{at: at, id: id, ref: i, priority: priority}
 }
 
 func compareKeys(a, b key) int { return a.compare(&b) }
 
-func leafCount(x *index) int {
-	n := x.root
-	for n.in != nil {
-		n = n.in.kids[0]
-	}
-	count := 0
-	for ; n != nil; n = n.next {
-		count++
-	}
-	return count
-}
-
 func randomEntry(rng *rand.Rand, model []key) int { return rng.IntN(len(model)) }
 
 // check compares x with model, including ascend from a random pivot, and
-// checks x's invariants.
+// checks x's invariants: every run is in order, holds more than twice the
+// entries of the next right after a flush, and there are few runs.
 func check(t *testing.T, x *index, model []key, rng *rand.Rand) {
 	t.Helper()
 	entries := func(from *key, limit int) []key {
@@ -139,79 +178,39 @@ func check(t *testing.T, x *index, model []key, rng *rand.Rand) {
 			t.Fatalf("ascend from %v: got %v, want %v", pivot, got, want)
 		}
 	}
-	if x.root != nil {
-		var leaves []*node
-		checkNode(t, x, x.root, nil, nil, true, 0, &leaves)
-		for i, l := range leaves {
-			var next *node
-			if i+1 < len(leaves) {
-				next = leaves[i+1]
+	// ascend flushed the tail.
+	for j := range x.runs {
+		r := &x.runs[j]
+		if r.size() == 0 {
+			t.Fatalf("run %d of %d is empty after a flush", j, len(x.runs))
+		}
+		if j > 0 && x.runs[j-1].size() <= 2*r.size() && x.runs[j-1].size()+r.size() <= maxMerge && r.head == 0 && x.runs[j-1].head == 0 {
+			t.Fatalf("run %d holds %d entries, the run before it %d", j, r.size(), x.runs[j-1].size())
+		}
+		var prev *dueEntry
+		for _, e := range r.e[r.head:] {
+			if !x.valid(e) {
+				continue
 			}
-			if l.next != next {
-				t.Fatalf("leaf %d links to the wrong leaf", i)
+			if prev != nil && !x.less(prev, &e) {
+				t.Fatalf("run %d out of order", j)
 			}
+			prev = &e
 		}
 	}
-}
-
-// checkNode checks that every entry under n lies in [lo, hi) (nil bounds are
-// open), that every node but the root is at least half full unless it is on
-// the right edge (where appends leave nodes of one item) and none is empty,
-// that no inner node has one child but the root, that no pointer is left
-// past the items in use, and that leaves are all at one depth; it collects
-// the leaves in order.
-func checkNode(t *testing.T, x *index, n *node, lo, hi *key, rightEdge bool, depth int, leaves *[]*node) int {
-	t.Helper()
-	if n != x.root && (n.n == 0 || n.n < minFill && !rightEdge || n.n == 1 && n.in != nil) {
-		t.Fatalf("node at depth %d holds %d items", depth, n.n)
+	// Runs are settled when made; trims shrink them later.
+	total := 0
+	for j := range x.runs {
+		total += len(x.runs[j].e)
 	}
-	for i := n.n; n.in != nil && i < order; i++ {
-		if n.in.kids[i] != nil || n.in.id[i] != "" {
-			t.Fatalf("slot %d past the end still holds a pointer", i)
-		}
+	if bound := 3 + bits.Len(uint(min(total, maxMerge)/tailLen)) + 3*total/maxMerge; len(x.runs) > bound {
+		t.Fatalf("%d entries in %d runs, want at most %d", total, len(x.runs), bound)
 	}
-	in := func(k *key) bool {
-		return (lo == nil || lo.compare(k) <= 0) && (hi == nil || k.compare(hi) < 0)
-	}
-	if n.in == nil {
-		for i := range n.n {
-			k, prev := x.item(n, i), x.item(n, max(i-1, 0))
-			if !in(&k) || (i > 0 && prev.compare(&k) >= 0) {
-				t.Fatalf("leaf entry %d out of order or outside its bounds", i)
-			}
-		}
-		*leaves = append(*leaves, n)
-		return depth
-	}
-	leafDepth := -1
-	for i := range n.n {
-		clo, chi := lo, hi
-		if i > 0 {
-			k := x.item(n, i)
-			if !in(&k) {
-				t.Fatalf("separator %d outside its bounds", i)
-			}
-			clo = &k
-		}
-		if i+1 < n.n {
-			k := x.item(n, i+1)
-			chi = &k
-		}
-		if kid := n.in.kids[i]; i > 0 && kid.in != nil && x.item(kid, 0) != x.item(n, i) {
-			t.Fatalf("inner child %d does not repeat its separator", i)
-		}
-		d := checkNode(t, x, n.in.kids[i], clo, chi, rightEdge && i == n.n-1, depth+1, leaves)
-		if leafDepth >= 0 && d != leafDepth {
-			t.Fatal("leaves at different depths")
-		}
-		leafDepth = d
-	}
-	return leafDepth
 }
 
 // TestSizes guards the sizes the memory and collection costs rest on: a
 // record takes 88 bytes of a chunk, 24 of them scanned, its extra fills a
-// 176-byte allocation, and a node, with its allocation header, a 1 KiB one.
+// 176-byte allocation, and an entry of the due index takes 16 bytes.
 func TestSizes(t *testing.T) {
 	if p, v := unsafe.Sizeof(recPtrs{}), unsafe.Sizeof(recVals{}); p != 24 || v != 64 {
 		t.Errorf("a record is %d+%d bytes, want 24+64", p, v)
@@ -219,19 +218,19 @@ func TestSizes(t *testing.T) {
 	if s := unsafe.Sizeof(extra{}); s != 176 {
 		t.Errorf("an extra is %d bytes, want 176", s)
 	}
-	if s := unsafe.Sizeof(node{}) + 8; s > 1024 || s <= 1024-16 {
-		t.Errorf("a node is %d bytes with its header, want just under 1024", s)
+	if s := unsafe.Sizeof(dueEntry{}); s != 16 {
+		t.Errorf("a due entry is %d bytes, want 16", s)
 	}
 }
 
 // ascend calls yield with the entries from the first one not less than
 // from, in order, until yield returns false.
 func (x *index) ascend(from *key, yield func(at int64, ref uint32) bool) {
-	for n, i := x.seek(from); n != nil; n, i = n.next, 0 {
-		for ; i < n.n; i++ {
-			if !yield(n.at[i], n.ref[i]) {
-				return
-			}
+	var m merge
+	m.add(x, from)
+	for k := m.first(); k != nil; k = m.next() {
+		if !yield(k.at, k.ref) {
+			return
 		}
 	}
 }
