@@ -69,9 +69,7 @@ func TestIndexTrimsInOrderDeletes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	var model []key
 	for i := range 20 * tailLen {
-		k := newEntry(&recs, rng.Int64N(1e9), fmt.Sprint(i), 0)
-		x.insert(k.ref, k.at)
-		model = append(model, *k)
+		model = add(&x, model, rng.Int64N(1e9), fmt.Sprint(i))
 	}
 	x.flush()
 	slices.SortFunc(model, compareKeys)
@@ -95,9 +93,7 @@ func TestIndexCompacts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	var model []key
 	for i := range 200_000 {
-		k := newEntry(&recs, int64(i)+1e9, fmt.Sprint(i), 0) // due later than any deleted
-		x.insert(k.ref, k.at)
-		model = append(model, *k)
+		model = add(&x, model, int64(i)+1e9, fmt.Sprint(i)) // due later than any before
 		if len(model) > 1000 {
 			j := 1 + rng.IntN(len(model)-1) // never the first: not at a head
 			x.delete(model[j].ref)
@@ -122,9 +118,7 @@ func TestIndexMergeLimit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var model []key
 	for i := range 5 * maxMerge {
-		k := newEntry(&recs, rng.Int64N(1e9), fmt.Sprint(i), 0)
-		x.insert(k.ref, k.at)
-		model = append(model, *k)
+		model = add(&x, model, rng.Int64N(1e9), fmt.Sprint(i))
 		if i%7 == 0 {
 			j := rng.IntN(len(model))
 			x.delete(model[j].ref)
@@ -139,6 +133,14 @@ func TestIndexMergeLimit(t *testing.T) {
 			t.Errorf("run %d holds %d entries, more than maxMerge", j, n)
 		}
 	}
+}
+
+// add stores a record with priority 0 due at at, inserts it into x, and
+// returns model with its key appended.
+func add(x *index, model []key, at int64, id string) []key {
+	k := newEntry(x.recs, at, id, 0)
+	x.insert(k.ref, k.at)
+	return append(model, *k)
 }
 
 // newEntry stores a record in recs and returns its key at at.
