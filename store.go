@@ -370,7 +370,7 @@ func (q DueQuery) Validate() error {
 // can keep as int64 nanoseconds since 1970.
 func checkTimes(what string, ts ...time.Time) error {
 	for _, t := range ts {
-		if !t.IsZero() && (t.Before(minDue) || !t.Before(maxDue)) {
+		if !t.IsZero() && !dueInRange(t) {
 			return invalidf("%s: time %v is outside [%v, %v)", what, t, minDue, maxDue)
 		}
 	}

@@ -311,7 +311,19 @@ const noTime = math.MinInt64
 var (
 	minTime = time.Unix(0, math.MinInt64+1)
 	maxTime = time.Unix(0, math.MaxInt64)
+	// The seconds of minTime and maxTime: a time of a second strictly
+	// between them is in range, whatever its nanoseconds.
+	minUnix, maxUnix = minTime.Unix(), maxTime.Unix()
 )
+
+// inRange reports whether t lies in [minTime, maxTime]. It reads t once
+// for the common case, where Before and After take it apart for each bound.
+func inRange(t time.Time) bool {
+	if s := t.Unix(); s > minUnix && s < maxUnix {
+		return true
+	}
+	return !t.Before(minTime) && !t.After(maxTime)
+}
 
 // nanos returns t, which must be zero or within [minTime, maxTime], in
 // Unix nanoseconds.
@@ -325,7 +337,7 @@ func nanos(t time.Time) int64 {
 // stamp returns t, a time the store keeps, in Unix nanoseconds: an error
 // wrapping ErrInvalid if it is zero or outside the years 1678 to 2262.
 func stamp(t time.Time, name string) (int64, error) {
-	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
+	if t.IsZero() || !inRange(t) {
 		return 0, invalidf("%s %v is zero or outside [%v, %v]", name, t, minTime, maxTime)
 	}
 	return t.UnixNano(), nil
@@ -335,12 +347,12 @@ func stamp(t time.Time, name string) (int64, error) {
 // range the store holds.
 func clamp(t time.Time) int64 {
 	switch {
+	case inRange(t):
+		return t.UnixNano()
 	case t.Before(minTime):
 		return math.MinInt64 + 1
-	case t.After(maxTime):
-		return math.MaxInt64
 	}
-	return t.UnixNano()
+	return math.MaxInt64
 }
 
 func toTime(n int64) time.Time {
