@@ -168,18 +168,43 @@ func BenchmarkClaimFinishParallel(b *testing.B) {
 }
 
 // BenchmarkDue reads a page of 100 due triggers from a store of a million,
-// as the scheduler's scan does.
+// as the scheduler's scan does; "ties" pages through 10,000 triggers due at
+// one instant, as after a CRON burst, from a cursor at the middle of them.
 func BenchmarkDue(b *testing.B) {
-	s := memstore.New()
-	fill(b, s, newIDs(16), pending, dueTimes[0].at)
 	ctx := context.Background()
-	q := trigger.DueQuery{Now: t0.Add(time.Hour), Until: t0.Add(time.Hour), After: trigger.Ref{DueAt: t0.Add(time.Minute)}, Limit: 100}
-	b.ReportAllocs()
-	for b.Loop() {
-		if refs, err := s.Due(ctx, q); err != nil || len(refs) != 100 {
+	b.Run("million", func(b *testing.B) {
+		s := memstore.New()
+		fill(b, s, newIDs(16), pending, dueTimes[0].at)
+		q := trigger.DueQuery{Now: t0.Add(time.Hour), Until: t0.Add(time.Hour), After: trigger.Ref{DueAt: t0.Add(time.Minute)}, Limit: 100}
+		b.ReportAllocs()
+		for b.Loop() {
+			if refs, err := s.Due(ctx, q); err != nil || len(refs) != 100 {
+				b.Fatal(len(refs), err)
+			}
+		}
+	})
+	b.Run("ties", func(b *testing.B) {
+		s := memstore.New()
+		at := t0.Add(time.Minute)
+		g := newIDs(16)
+		for range 10000 {
+			if err := s.Save(ctx, t0, trigger.Trigger{ID: g.next(), Type: trigger.TypeCron, DueAt: at}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		q := trigger.DueQuery{Now: t0.Add(time.Hour), Until: t0.Add(time.Hour), Limit: 5000}
+		refs, err := s.Due(ctx, q)
+		if err != nil || len(refs) != 5000 {
 			b.Fatal(len(refs), err)
 		}
-	}
+		q.After, q.Limit = refs[len(refs)-1], 100
+		b.ReportAllocs()
+		for b.Loop() {
+			if refs, err := s.Due(ctx, q); err != nil || len(refs) != 100 {
+				b.Fatal(len(refs), err)
+			}
+		}
+	})
 }
 
 // BenchmarkRetainedBytes reports the heap a store keeps per pending trigger

@@ -414,8 +414,7 @@ func (m *merge) add(x *index, from *key) {
 	x.flush()
 	for j := range x.runs {
 		r := &x.runs[j]
-		lo := r.head + sort.Search(r.size(), func(k int) bool { return r.e[r.head+k].at >= from.at })
-		c := mcursor{x: x, r: r, i: lo}
+		c := mcursor{x: x, r: r, i: x.seek(r, from)}
 		ok := c.load()
 		for ok && c.k.compare(from) < 0 {
 			c.i++
@@ -428,6 +427,29 @@ func (m *merge) add(x *index, from *key) {
 		m.h = append(m.h, uint16(len(m.cs)-1))
 		m.up(len(m.h) - 1)
 	}
+}
+
+// seek returns the place in r of its first live entry not less than from,
+// or of a stale entry before it. Live entries due at the same instant are
+// in the order of their keys, but stale ones among them may not be (their
+// records may have changed or gone), so a step of the search among the
+// entries due at from's instant looks at the first live entry from the
+// step's place: the steps see the live entries alone, in order. A Due that
+// pages through ten thousand triggers due at one instant then takes a
+// logarithmic number of steps a page, not one for each trigger before its
+// cursor.
+func (x *index) seek(r *run, from *key) int {
+	lo := r.head + sort.Search(r.size(), func(k int) bool { return r.e[r.head+k].at >= from.at })
+	hi := lo + sort.Search(len(r.e)-lo, func(k int) bool { return r.e[lo+k].at > from.at })
+	return lo + sort.Search(hi-lo, func(k int) bool {
+		for _, e := range r.e[lo+k : hi] {
+			if x.valid(e) {
+				rec := x.recs.at(e.ref)
+				return from.compare(&key{at: e.at, id: rec.id, priority: rec.priority}) <= 0
+			}
+		}
+		return true
+	})
 }
 
 // up moves the cursor at place j of the heap up to its place.
