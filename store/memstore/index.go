@@ -408,10 +408,9 @@ func (m *merge) less(a, b int) bool {
 	return m.cs[m.h[a]].k.compare(&m.cs[m.h[b]].k) < 0
 }
 
-// add adds the entries of x from the first not less than from. It sorts
-// x's tail into a run first.
+// add adds the entries of x from the first not less than from. x's tail
+// must have been sorted into a run (flush).
 func (m *merge) add(x *index, from *key) {
-	x.flush()
 	for j := range x.runs {
 		r := &x.runs[j]
 		c := mcursor{x: x, r: r, i: x.seek(r, from)}

@@ -230,6 +230,7 @@ func TestSizes(t *testing.T) {
 // from, in order, until yield returns false.
 func (x *index) ascend(from *key, yield func(at int64, ref uint32) bool) {
 	var m merge
+	x.flush()
 	m.add(x, from)
 	for k := m.first(); k != nil; k = m.next() {
 		if !yield(k.at, k.ref) {

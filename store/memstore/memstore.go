@@ -460,7 +460,12 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 	defer s.unlock(allShards)
 	// Merge the expired leases into the indexes' order.
 	expired := s.expired(now, &from)
-	var m merge
+	runs := 0
+	for n := range s.shards {
+		s.shards[n].due.flush()
+		runs += len(s.shards[n].due.runs)
+	}
+	m := merge{cs: make([]mcursor, 0, runs), h: make([]uint16, 0, runs)}
 	for n := range s.shards {
 		m.add(&s.shards[n].due, &from)
 	}
