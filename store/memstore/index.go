@@ -115,7 +115,7 @@ const tailLen = 1024
 // due times takes about 40 ns an entry under the shard's lock (a branch
 // mispredicted for every other entry), so runs of more entries are left
 // as they are, and a shard of many entries has a run for each maxMerge of
-// them. A million triggers in 16 shards make about 4 such runs a shard.
+// them. A million triggers in 16 shards make 4 to 8 such runs a shard.
 const maxMerge = 1 << 14
 
 // size returns how many entries r holds, stale ones included.
