@@ -302,7 +302,7 @@ func (x *index) take(n int) []dueEntry {
 		x.spare = nil
 		return out
 	}
-	return make([]dueEntry, 0, max(n, tailLen))
+	return make([]dueEntry, 0, n)
 }
 
 // recycle keeps e's array as the spare if it is larger than the spare.

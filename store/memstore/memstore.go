@@ -47,8 +47,8 @@
 // its own, which holds its first 1024 records in chunks of 64 (5.5 KiB) and
 // the others in chunks of 1024 (88 KiB), so that the last chunks of the 16
 // slabs, partly filled, take little more than one slab's would: a store of
-// a hundred triggers takes about 100 KiB, one of a thousand about 160 KiB,
-// and one of ten thousand about 120 bytes a trigger besides the IDs.
+// a hundred triggers takes about 90 KiB, one of a thousand about 190 KiB,
+// and one of ten thousand about 140 bytes a trigger besides the IDs.
 //
 // A Save appends the trigger's entry to its shard's due index, in
 // amortized O(log n) time and sequential memory accesses only: the index is
