@@ -7,9 +7,9 @@
 // in a hierarchical timing wheel, claims each in the store (a lease with a
 // fencing token) when it is due, or shortly before where that keeps its
 // run on time (Config.ClaimAhead), and runs it when it is due through the
-// host's [Consumer] on a bounded pool of workers. A periodic scan and startup recovery read the
-// store, so nothing is missed after a crash, a lost timer or the death of
-// another node.
+// host's [Consumer] on a bounded pool of workers. A periodic scan and
+// startup recovery read the store, so nothing is missed after a crash, a
+// lost timer or the death of another node.
 //
 //	store := memstore.New() // or boltstore.Open("app.db", nil)
 //	s, err := trigger.New(store, trigger.ConsumerFunc(run), trigger.Config{})

@@ -614,10 +614,10 @@ func (s *Scheduler) armNew(e entry, due, now time.Time) (woke bool) {
 	return woke
 }
 
-// addTimerLocked arms a timer at at for entry e: its claim, or the run of
-// a claimed entry at its due time. It
-// wakes the wheel driver if at is before the driver's next wake-up. s.wmu
-// must be held. It reports whether it poked the driver.
+// addTimerLocked arms a timer at when for entry e: its claim, or the run
+// of a claimed entry at its due time. It wakes the wheel driver if when is
+// before the driver's next wake-up. s.wmu must be held. It reports whether
+// it poked the driver.
 func (s *Scheduler) addTimerLocked(e entry, when time.Time) bool {
 	s.wheel.Add(e, when) // never removed: a stale timer's claim fails
 	if at := when.UnixNano(); at < s.wakeAt.Load() {

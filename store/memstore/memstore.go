@@ -21,56 +21,56 @@
 // the whole store (Due, List) or uses the wait tokens or the lists of
 // children (Park, Resume, PurgeTokens, Children, Purge, a Save or Register
 // of a trigger with a wait key, a Delete of a child or of a trigger with a
-// wait key) locks
-// every shard, which excludes every other call: Due and List see the store
-// as it is at one moment. No call blocks on anything but these locks, so the
-// contexts are not consulted. Payloads are kept as JSON and decoded after
-// the locks are released, so a trigger read from the store never shares
-// memory with it.
+// wait key) locks every shard, which excludes every other call: Due and List
+// see the store as it is at one moment. No call blocks on anything but these
+// locks, so the contexts are not consulted. Payloads are kept as JSON and
+// decoded after the locks are released, so a trigger read from the store
+// never shares memory with it.
 //
 // # Cost
 //
 // A pending trigger with a 16-byte ID and nothing but a due time takes about
 // 150 bytes of heap: an 88-byte record, the ID (the caller's string, not a
-// copy), and its entries in the ID map (a hash table of its own, see
-// idMap) and the due index (with the spare array the index keeps for its
-// merges). A payload takes 16 bytes more besides its JSON, and the fields
-// most triggers leave empty (InstanceID, NodeID, Cron, LastError,
-// TraceContext, ...) about 180 bytes more, only in the triggers that use
-// them. Records live in chunks of a slab, and the ID map and the due index
-// name them by a 32-bit index rather than point to them, so that the garbage collector has few pointers to
-// follow: with a million plain triggers stored, a full collection takes
+// copy), and its entries in the ID map (a hash table of its own, see idMap)
+// and the due index (with the spare array the index keeps for its merges). A
+// payload takes 16 bytes more besides its JSON, and the fields most triggers
+// leave empty (InstanceID, NodeID, Cron, LastError, TraceContext, ...) about
+// 180 bytes more, only in the triggers that use them. Records live in chunks
+// of a slab, and the ID map and the due index name them by a 32-bit index
+// rather than point to them, so that the garbage collector has few pointers
+// to follow: with a million plain triggers stored, a full collection takes
 // less than twice as long as for their million IDs alone (BenchmarkGC),
-// where it took sixteen times as long with a record per allocation. The
-// slab keeps its peak size, as a Go map does: the slots of deleted
-// triggers are reused, not returned to the heap. Each shard has a slab of
-// its own, which holds its first 1024 records in chunks of 64 (5.5 KiB) and
-// the others in chunks of 1024 (88 KiB), so that the last chunks of the 16
-// slabs, partly filled, take little more than one slab's would: a store of
-// a hundred triggers takes about 90 KiB, one of a thousand about 190 KiB,
-// and one of ten thousand about 140 bytes a trigger besides the IDs.
+// where it took sixteen times as long with a record per allocation. The slab
+// keeps its peak size, as a Go map does: the slots of deleted triggers are
+// reused, not returned to the heap. Each shard has a slab of its own, which
+// holds its first 1024 records in chunks of 64 (5.5 KiB) and the others in
+// chunks of 1024 (88 KiB), so that the last chunks of the 16 slabs, partly
+// filled, take little more than one slab's would: a store of a hundred
+// triggers takes about 90 KiB, one of a thousand about 190 KiB, and one of
+// ten thousand about 140 bytes a trigger besides the IDs.
 //
-// A Save appends the trigger's entry to its shard's due index, in
-// amortized O(log n) time and sequential memory accesses only: the index is
+// A Save appends the trigger's entry to its shard's due index, in amortized
+// O(log n) time and sequential memory accesses only: the index is
 // log-structured, a few sorted runs that are merged as they grow (see
 // index). A claim takes the trigger out of the index in O(1) time, by
 // marking its entry stale, and an outcome that makes it due again appends a
 // new one; a running trigger is kept out of the index, in a list that Due
 // scans for expired leases. That list is short, as a store runs at most as
-// many triggers at once as its schedulers have workers. Due merges the
-// runs of the 16 shards, about 10 a shard at a million triggers: it pays
-// for a binary search of each run, and for a step of a heap of their
-// cursors for each trigger it returns, so that a page of 100 from a
-// million triggers takes 15 to 18 µs (where the B+tree this index replaced
-// took 8.5 to 10 on the same VM: saves of random due times then cost half
-// as much again, and claims a quarter), every shard locked meanwhile. A
-// merge copies at most 16,384 entries under its shard's lock, about a
-// millisecond. List of scheduled triggers scans the whole store; List of another state, and Purge, scan the
-// triggers in that state. A wait token (see trigger.WaitStore) takes about
-// 100 bytes and its key from its first resume or wait until PurgeTokens
-// deletes it, which walks every token (see Store.PurgeTokens). Times are
-// kept as Unix nanoseconds: the times a store keeps (due times, lease
-// deadlines, now) must lie in the years 1678 to 2262.
+// many triggers at once as its schedulers have workers. Due merges the runs
+// of the 16 shards, about 10 a shard at a million triggers: it pays for a
+// binary search of each run, and for a step of a heap of their cursors for
+// each trigger it returns, so that a page of 100 from a million triggers
+// takes 15 to 18 µs (where the B+tree this index replaced took 8.5 to 10 on
+// the same VM: saves of random due times then cost half as much again, and
+// claims a quarter), every shard locked meanwhile. A merge copies at most
+// 16,384 entries under its shard's lock, about a millisecond. List of
+// scheduled triggers scans the whole store; List of another state, and
+// Purge, scan the triggers in that state. A wait token (see
+// trigger.WaitStore) takes about 100 bytes and its key from its first resume
+// or wait until PurgeTokens deletes it, which walks every token (see
+// Store.PurgeTokens). Times are kept as Unix nanoseconds: the times a store
+// keeps (due times, lease deadlines, now) must lie in the years 1678 to
+// 2262.
 package memstore
 
 import (
@@ -104,8 +104,9 @@ type Store struct {
 
 // How shards are locked (the package doc says why there are shards): a
 // shard is picked by the top bits of the hash of the trigger ID, the hash
-// the ID maps key records by. A call locks the shards it touches, always in ascending order, so that
-// two calls never wait for each other's shards in a cycle: one shard for a
+// the ID maps key records by. A call locks the shards it touches, always in
+// ascending order, so that two calls never wait for each other's shards in
+// a cycle: one shard for a
 // call on one trigger, the shards of a batch and of an outcome's
 // follow-ups, the shard of a parent whose wait a child's end counts in, and
 // every shard for what reads the whole store (Due, List) or reads or writes
