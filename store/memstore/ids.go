@@ -34,8 +34,11 @@ type idMap struct {
 	n     uint32 // IDs held
 }
 
-// minSlots is the size of a new table: 512 bytes.
-const minSlots = 64
+// A new table has minSlots slots: 512 bytes.
+const (
+	minSlotBits = 6
+	minSlots    = 1 << minSlotBits
+)
 
 // newHash returns a hash of trigger IDs with a random seed.
 func newHash() func(string) uint64 {
@@ -47,7 +50,7 @@ func newHash() func(string) uint64 {
 // methods the hash of an ID it took to pick the shard, rather than hash it
 // again.
 func newIDMap(recs *slab) idMap {
-	return idMap{recs: recs, slots: make([]uint64, minSlots), shift: 32 - 6}
+	return idMap{recs: recs, slots: make([]uint64, minSlots), shift: 32 - minSlotBits}
 }
 
 // tagOf returns the tag of an ID whose hash is h: the 32 bits below those

@@ -43,8 +43,9 @@ func (r record) key(i uint32) key {
 // tail; a full tail is sorted into a run, and runs are merged, the newest
 // two at a time, until each run holds more than twice the entries of the
 // next or a merge would make more than maxMerge entries, so that a shard has
-// about log2(n/256) runs, and one more for each maxMerge entries past the
-// first, and each entry is copied about log2(maxMerge/256) times in all.
+// about log2(n/tailLen) runs, and one more for each maxMerge entries past
+// the first, and each entry is copied about log2(maxMerge/tailLen) times in
+// all.
 // Every access is a sequential one: where a B+tree insert read a random
 // leaf of a million entries (a cache miss or two, and most of the
 // instructions of a Save), an insert here writes the tail's end, and a
@@ -83,9 +84,9 @@ type index struct {
 	gen  uint32     // the last generation handed out
 	tail []dueEntry // unsorted, in the order of insertion
 	runs []run      // sorted; see settle for their lengths
-	// stale counts the deletes since the last compaction that trimmed
-	// nothing: an upper bound of the stale entries held.
-	stale int
+	// outOfOrder counts the deletes since the last compaction that
+	// trimmed nothing: an upper bound of the stale entries held.
+	outOfOrder int
 	// spare is the array of a run merged into another, kept for the next
 	// run made: merges then allocate nothing once a shard has grown, and
 	// the collector is not run more often by their copies.
@@ -121,8 +122,9 @@ const maxMerge = 1 << 14
 // size returns how many entries r holds, stale ones included.
 func (r *run) size() int { return len(r.e) - r.head }
 
-// valid reports whether e is its record's entry.
+// valid reports whether e is its record's entry; stale is its opposite.
 func (x *index) valid(e dueEntry) bool { return x.gens[e.ref] == e.gen }
+func (x *index) stale(e dueEntry) bool { return !x.valid(e) }
 
 // insert adds record i, due at at, which must not be in the index.
 func (x *index) insert(i uint32, at int64) {
@@ -157,7 +159,7 @@ func (x *index) delete(i uint32) {
 			return
 		}
 	}
-	if x.stale++; x.stale > tailLen && 2*x.stale > x.held() {
+	if x.outOfOrder++; x.outOfOrder > tailLen && 2*x.outOfOrder > x.held() {
 		x.compact()
 	}
 }
@@ -174,22 +176,20 @@ func (x *index) held() int {
 // compact drops every stale entry, in place: it reads each entry once, as
 // many as the deletes counted since the last compaction, or twice as many.
 func (x *index) compact() {
-	x.tail = slices.DeleteFunc(x.tail, func(e dueEntry) bool { return !x.valid(e) })
+	x.tail = slices.DeleteFunc(x.tail, x.stale)
 	for j := range x.runs {
 		r := &x.runs[j]
-		r.e = slices.DeleteFunc(r.e[r.head:], func(e dueEntry) bool { return !x.valid(e) })
+		r.e = slices.DeleteFunc(r.e[r.head:], x.stale)
 		r.head = 0
 	}
 	x.runs = slices.DeleteFunc(x.runs, func(r run) bool { return r.size() == 0 })
-	x.stale = 0
+	x.outOfOrder = 0
 	x.settle()
 }
 
 // trim moves r's head past the stale entries there.
 func (x *index) trim(r *run) {
-	for r.head < len(r.e) && !x.valid(r.e[r.head]) {
-		r.head++
-	}
+	r.head = x.nextLive(r.e, r.head)
 }
 
 // less reports whether live entry a comes before live entry b.
@@ -210,7 +210,7 @@ func (x *index) tie(a, b dueEntry) int {
 // flush sorts the live entries of the tail into a new run, drops the runs
 // trimmed empty, and settles the runs.
 func (x *index) flush() {
-	live := slices.DeleteFunc(x.tail, func(e dueEntry) bool { return !x.valid(e) })
+	live := slices.DeleteFunc(x.tail, x.stale)
 	if len(live) > 0 {
 		x.runs = append(x.runs, run{e: x.sorted(live, x.take(len(live)))})
 	}
@@ -272,17 +272,17 @@ func (x *index) merge(a, b *run) run {
 			i = x.nextLive(ae, i+1)
 		}
 	}
-	for _, e := range ae[i:] {
+	return run{e: x.appendLive(x.appendLive(out, ae[i:]), be[j:])}
+}
+
+// appendLive appends the live entries of e to out.
+func (x *index) appendLive(out, e []dueEntry) []dueEntry {
+	for _, e := range e {
 		if x.valid(e) {
 			out = append(out, e)
 		}
 	}
-	for _, e := range be[j:] {
-		if x.valid(e) {
-			out = append(out, e)
-		}
-	}
-	return run{e: out}
+	return out
 }
 
 // nextLive returns the place of the first live entry of e from i, or
@@ -317,8 +317,9 @@ func (x *index) recycle(e []dueEntry) {
 // sort, a byte at a time from the lowest, skipping the bytes in which no
 // due time differs from the first (at most five passes for due times
 // within a day), and then the entries due at the same instant by their
-// records. A comparison sort cost about 200 instructions an entry, most
-// of them for the comparisons of due times.
+// records. A comparison sort of random due times mispredicted a branch at
+// about every other comparison (callgrind counted 4.3 a Schedule); this
+// sort mispredicts almost none, for about as many instructions.
 func (x *index) sorted(live, out []dueEntry) []dueEntry {
 	out = out[:len(live)]
 	// ord maps a due time to an unsigned integer in the same order.

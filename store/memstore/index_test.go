@@ -31,8 +31,7 @@ func TestIndex(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(1, 2))
-			var recs slab
-			x := index{recs: &recs}
+			x := newIndex()
 			var model []key
 			seq := 0
 			// Grow to thousands of entries, shrink to 0, grow again: every
@@ -41,21 +40,21 @@ func TestIndex(t *testing.T) {
 				for range phase.steps {
 					if len(model) == 0 || rng.IntN(100) < phase.insertPct {
 						seq++
-						k := newEntry(&recs, p.at(rng, seq), fmt.Sprintf("id%06d", seq), int16(rng.IntN(3)-1))
+						k := newEntry(x.recs, p.at(rng, seq), fmt.Sprintf("id%06d", seq), int16(rng.IntN(3)-1))
 						x.insert(k.ref, k.at)
 						i, _ := slices.BinarySearchFunc(model, *k, compareKeys)
 						model = slices.Insert(model, i, *k)
 					} else {
 						i := p.del(rng, model)
 						x.delete(model[i].ref)
-						recs.release(model[i].ref)
+						x.recs.release(model[i].ref)
 						model = slices.Delete(model, i, i+1)
 					}
 					if seq%97 == 0 {
-						check(t, &x, model, rng)
+						check(t, x, model, rng)
 					}
 				}
-				check(t, &x, model, rng)
+				check(t, x, model, rng)
 			}
 		})
 	}
@@ -64,12 +63,11 @@ func TestIndex(t *testing.T) {
 // TestIndexTrimsInOrderDeletes deletes entries in due order, as claims
 // mostly do: the runs must not keep them.
 func TestIndexTrimsInOrderDeletes(t *testing.T) {
-	var recs slab
-	x := index{recs: &recs}
+	x := newIndex()
 	rng := rand.New(rand.NewPCG(5, 6))
 	var model []key
 	for i := range 20 * tailLen {
-		model = add(&x, model, rng.Int64N(1e9), fmt.Sprint(i))
+		model = add(x, model, rng.Int64N(1e9), fmt.Sprint(i))
 	}
 	x.flush()
 	slices.SortFunc(model, compareKeys)
@@ -88,16 +86,15 @@ func TestIndexTrimsInOrderDeletes(t *testing.T) {
 // timeouts do, while adding others: the index must not keep more than
 // about twice the live entries.
 func TestIndexCompacts(t *testing.T) {
-	var recs slab
-	x := index{recs: &recs}
+	x := newIndex()
 	rng := rand.New(rand.NewPCG(9, 10))
 	var model []key
 	for i := range 200_000 {
-		model = add(&x, model, int64(i)+1e9, fmt.Sprint(i)) // due later than any before
+		model = add(x, model, int64(i)+1e9, fmt.Sprint(i)) // due later than any before
 		if len(model) > 1000 {
 			j := 1 + rng.IntN(len(model)-1) // never the first: not at a head
 			x.delete(model[j].ref)
-			recs.release(model[j].ref)
+			x.recs.release(model[j].ref)
 			model[j] = model[len(model)-1]
 			model = model[:len(model)-1]
 		}
@@ -106,34 +103,36 @@ func TestIndexCompacts(t *testing.T) {
 		}
 	}
 	slices.SortFunc(model, compareKeys)
-	check(t, &x, model, rng)
+	check(t, x, model, rng)
 }
 
 // TestIndexMergeLimit fills an index with several times maxMerge entries
 // due in random order, deleting some: no merge makes a run of more than
 // maxMerge entries, and the runs stay few.
 func TestIndexMergeLimit(t *testing.T) {
-	var recs slab
-	x := index{recs: &recs}
+	x := newIndex()
 	rng := rand.New(rand.NewPCG(7, 8))
 	var model []key
 	for i := range 5 * maxMerge {
-		model = add(&x, model, rng.Int64N(1e9), fmt.Sprint(i))
+		model = add(x, model, rng.Int64N(1e9), fmt.Sprint(i))
 		if i%7 == 0 {
 			j := rng.IntN(len(model))
 			x.delete(model[j].ref)
-			recs.release(model[j].ref)
+			x.recs.release(model[j].ref)
 			model = slices.Delete(model, j, j+1)
 		}
 	}
 	slices.SortFunc(model, compareKeys)
-	check(t, &x, model, rng)
+	check(t, x, model, rng)
 	for j := range x.runs {
 		if n := len(x.runs[j].e); n > maxMerge {
 			t.Errorf("run %d holds %d entries, more than maxMerge", j, n)
 		}
 	}
 }
+
+// newIndex returns an empty index of the records of a slab of its own.
+func newIndex() *index { return &index{recs: new(slab)} }
 
 // add stores a record with priority 0 due at at, inserts it into x, and
 // returns model with its key appended.
