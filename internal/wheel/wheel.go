@@ -67,8 +67,10 @@
 package wheel
 
 import (
+	"cmp"
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -170,6 +172,16 @@ type Wheel[T any] struct {
 	// tick, and Advance fire a timer at its instant rather than at the end
 	// of its tick.
 	whens [level0Slots]int64
+	// sorted is a level-0 slot whose list is in order of instant, so that
+	// whens holds its head's (see fireEarly), or -1; scratch is sortSlot's.
+	sorted  int
+	scratch []timer
+}
+
+// timer is a node's instant and index, as sortSlot sorts them.
+type timer struct {
+	when int64
+	i    uint32
 }
 
 // New returns an empty wheel with the given tick length, positioned at now.
@@ -179,7 +191,7 @@ func New[T any](tick time.Duration, now time.Time) *Wheel[T] {
 		panic("wheel: tick must be positive")
 	}
 	cur := floorDiv(unixNano(now), int64(tick))
-	return &Wheel[T]{tick: int64(tick), cur: cur, moved: cur, top: 1}
+	return &Wheel[T]{tick: int64(tick), cur: cur, moved: cur, top: 1, sorted: -1}
 }
 
 // Len returns the number of armed timers.
@@ -246,30 +258,60 @@ func (w *Wheel[T]) Advance(now time.Time, fire func(v T, when time.Time)) {
 }
 
 // fireEarly fires the timers of the next tick whose instant is at or before
-// now: a tick is the granularity of the slots, not of the firing. It moves
-// them to a list of their own before firing any, so that fire may change
-// the slot, and leaves the slot's whens exact.
+// now, in order of instant: a tick is the granularity of the slots, not of
+// the firing. It moves them to a list of their own before firing any, so
+// that fire may change the slot, and leaves the slot's whens exact.
+//
+// A driver that advances at every timer's instant, as the scheduler's does,
+// calls fireEarly many times a tick: the slot is therefore sorted by instant
+// the first time, and later calls take timers from its head, reading only
+// the nodes they fire and the one after.
 func (w *Wheel[T]) fireEarly(now int64, fire func(T, time.Time)) {
 	s := int((w.cur + 1) & (level0Slots - 1))
 	if w.heads[s] == 0 || w.whens[s] > now {
 		return
 	}
-	rest := int64(math.MaxInt64)
-	for link := &w.heads[s]; *link != 0; {
-		i := *link
-		n := w.node(i)
-		if n.when <= now {
-			*link = n.next
-			w.lens[s]--
-			w.push(listEarly, i, n, w.cur+1)
-		} else {
-			rest = min(rest, n.when)
-			link = &n.next
-		}
+	if w.sorted != s {
+		w.sortSlot(s)
 	}
+	// The head is due (whens[s] <= now): cut the list after the last due
+	// node and make that prefix the early list, which Advance has drained.
+	first, i, k := w.heads[s], w.heads[s], int32(0)
+	var last *node[T]
+	for i != 0 {
+		n := w.node(i)
+		if n.when > now {
+			w.whens[s] = n.when
+			break
+		}
+		last, i = n, n.next
+		k++
+	}
+	last.next = 0
+	w.heads[s], w.lens[s] = i, w.lens[s]-k
 	w.vacate(s)
-	w.whens[s] = rest
+	w.heads[listEarly], w.lens[listEarly], w.mins[listEarly] = first, k, w.cur+1
 	w.drain(listEarly, fire)
+}
+
+// sortSlot sorts the list of level-0 slot s by instant and marks it sorted:
+// push keeps it so while timers come in order, and unmarks it otherwise.
+func (w *Wheel[T]) sortSlot(s int) {
+	w.scratch = w.scratch[:0]
+	for i := w.heads[s]; i != 0; {
+		n := w.node(i)
+		w.scratch = append(w.scratch, timer{n.when, i})
+		i = n.next
+	}
+	slices.SortFunc(w.scratch, func(a, b timer) int { return cmp.Compare(a.when, b.when) })
+	next := uint32(0)
+	for _, t := range slices.Backward(w.scratch) {
+		w.node(t.i).next = next
+		next = t.i
+	}
+	w.heads[s] = next
+	w.whens[s] = w.scratch[0].when
+	w.sorted = s
 }
 
 // Next returns the earliest instant at which the wheel wants Advance to be
@@ -490,6 +532,9 @@ func (w *Wheel[T]) place(i uint32, n *node[T], tick int64) {
 // push links the node i at the head of list l. It writes the node and
 // the list's own fields, never the old head.
 func (w *Wheel[T]) push(l int, i uint32, n *node[T], tick int64) {
+	if l == w.sorted && w.lens[l] > 0 && n.when > w.whens[l] {
+		w.sorted = -1 // out of order: fireEarly sorts the slot again
+	}
 	if w.lens[l] == 0 {
 		w.mins[l] = tick
 		if l < level0Slots {
@@ -551,6 +596,7 @@ func (w *Wheel[T]) reset() {
 		w.chunks = w.chunks[:1]
 	}
 	w.free, w.top = 0, 1
+	w.scratch = nil // a burst's sort may have grown it
 }
 
 // tickOf returns the first tick at or after the instant when.

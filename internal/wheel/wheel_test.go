@@ -2,6 +2,7 @@ package wheel
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -63,12 +64,25 @@ func check[T any](t *testing.T, w *Wheel[T]) {
 	n, linked := 0, 0
 	var lens [numLists]int32
 	for i := range numLists {
+		prev := int64(math.MinInt64) // in the sorted slot
 		for x := w.heads[i]; x != 0; x = w.node(x).next {
 			nd := w.node(x)
 			if linked++; linked >= int(w.top) {
 				t.Fatalf("list %d: more nodes linked than used, a cycle", i)
 			}
 			n++
+			if i < level0Slots && nd.when < w.whens[i] {
+				t.Fatalf("slot %d: instant %d below its lower bound %d", i, nd.when, w.whens[i])
+			}
+			if i == w.sorted {
+				if x == w.heads[i] && nd.when != w.whens[i] {
+					t.Fatalf("sorted slot %d: head at %d, lower bound %d", i, nd.when, w.whens[i])
+				}
+				if nd.when < prev {
+					t.Fatalf("sorted slot %d: %d after %d", i, nd.when, prev)
+				}
+				prev = nd.when
+			}
 			tick := w.tickOf(nd.when)
 			if tick < w.mins[i] {
 				t.Fatalf("list %d: tick %d below its minimum %d", i, tick, w.mins[i])
@@ -490,6 +504,60 @@ func TestPanicInFireEarly(t *testing.T) {
 		t.Errorf("fired %v, Len %d; want [1 2], 0", fired, w.Len())
 	}
 	check(t, w)
+}
+
+// TestFireEarlyInOrder advances through one tick a microsecond at a time,
+// as the scheduler's driver does at 100,000 fires a second, adding timers
+// to that tick before and after the ones already armed in between. Each
+// Advance fires exactly the timers due by then, in order of instant, and
+// the slot stays sorted while the added timers come in order.
+func TestFireEarlyInOrder(t *testing.T) {
+	t.Parallel()
+	const us = time.Microsecond
+	rng := rand.New(rand.NewPCG(3, 4))
+	w := New[int](time.Millisecond, at(0, 0))
+	armed := map[int]time.Duration{} // value -> offset into tick 1
+	add := func(v int, d time.Duration) {
+		w.Add(v, at(0, d))
+		armed[v] = d
+	}
+	for v := range 300 {
+		add(v, time.Duration(1+rng.IntN(999))*us)
+	}
+	next := 300
+	for now := us; now <= time.Millisecond; now += us {
+		var fired []time.Duration
+		w.Advance(at(0, now), func(v int, when time.Time) {
+			d, ok := armed[v]
+			if !ok || !when.Equal(at(0, d)) || d > now {
+				t.Fatalf("at +%v: fired %d (armed %v, %v) at %v", now, v, d, ok, when)
+			}
+			delete(armed, v)
+			fired = append(fired, d)
+		})
+		if !slices.IsSorted(fired) {
+			t.Fatalf("at +%v: fired out of order: %v", now, fired)
+		}
+		for v, d := range armed {
+			if d <= now {
+				t.Fatalf("at +%v: %d due at +%v not fired", now, v, d)
+			}
+		}
+		check(t, w)
+		if now%(50*us) == 0 && now < 900*us {
+			sorted := w.sorted
+			add(next, now+us) // before every armed timer: the slot stays sorted
+			if w.sorted != sorted {
+				t.Fatalf("at +%v: adding the earliest timer unsorted the slot", now)
+			}
+			add(next+1, now+time.Duration(1+rng.IntN(100))*us)
+			next += 2
+			check(t, w)
+		}
+	}
+	if len(armed) != 0 || w.Len() != 0 {
+		t.Fatalf("%d timers never fired, Len %d", len(armed), w.Len())
+	}
 }
 
 func TestNext(t *testing.T) {
