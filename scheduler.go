@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/triggerkit/trigger/internal/alarm"
 	"github.com/triggerkit/trigger/internal/backoff"
@@ -427,14 +428,18 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 		return nil, invalidf("ScheduleBatch: no triggers")
 	}
 	now := time.Now()
-	batch := make([]Trigger, len(ts))
+	buf := batches.get(len(ts))
+	defer batches.put(buf)
+	batch := append((*buf)[:0], ts...)
+	*buf = batch
 	ids := make([]string, len(ts))
-	for i, t := range ts {
-		prepare(&t, now)
-		if err := s.prepareRecurring(&t, now); err != nil {
+	for i := range batch {
+		t := &batch[i]
+		prepare(t, now)
+		if err := s.prepareRecurring(t, now); err != nil {
 			return nil, fmt.Errorf("schedule batch: %w", err)
 		}
-		batch[i], ids[i] = t, t.ID
+		ids[i] = t.ID
 	}
 	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
 		return nil, fmt.Errorf("schedule batch: %w", err)
@@ -445,6 +450,35 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	}
 	yieldIf(woke)
 	return ids, nil
+}
+
+// batches holds ScheduleBatch's copies of its triggers for reuse. A
+// thousand triggers take half a megabyte: allocated afresh for every
+// call, the copy cost more than the rest of the call (the pages of a
+// large allocation are new to the process each time).
+var batches bufPool[Trigger]
+
+// bufPool is a sync.Pool of slices. put clears a slice, so that it keeps
+// nothing alive, and drops it if it is larger than maxPooled bytes.
+type bufPool[T any] struct{ p sync.Pool }
+
+const maxPooled = 4 << 20
+
+func (b *bufPool[T]) get(n int) *[]T {
+	if v, ok := b.p.Get().(*[]T); ok && cap(*v) >= n {
+		return v
+	}
+	s := make([]T, 0, n)
+	return &s
+}
+
+func (b *bufPool[T]) put(s *[]T) {
+	if uintptr(cap(*s))*unsafe.Sizeof(*new(T)) > maxPooled {
+		return
+	}
+	clear(*s)
+	*s = (*s)[:0]
+	b.p.Put(s)
 }
 
 // prepare fills the defaults of a trigger about to be saved and clears what

@@ -43,6 +43,39 @@ func BenchmarkSchedule(b *testing.B) {
 	}
 }
 
+// BenchmarkScheduleBatch measures ScheduleBatch on the in-memory store,
+// per trigger, with batches of 1 to 1,000 triggers due within the horizon.
+func BenchmarkScheduleBatch(b *testing.B) {
+	for _, size := range []int{1, 100, 1000} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			s, err := trigger.New(memstore.New(), trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error { return nil }), trigger.Config{Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Start(context.Background())
+			defer s.Stop(context.Background())
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = "t" + strconv.Itoa(i)
+			}
+			due := time.Now().Add(50 * time.Second)
+			ctx := context.Background()
+			batch := make([]trigger.Trigger, 0, size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for lo := 0; lo < b.N; lo += size {
+				batch = batch[:0]
+				for i := lo; i < min(b.N, lo+size); i++ {
+					batch = append(batch, trigger.Trigger{ID: ids[i], DueAt: due.Add(time.Duration(i) * time.Microsecond)})
+				}
+				if _, err := s.ScheduleBatch(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkFire measures the run path: b.N triggers already due are
 // recovered at Start, claimed, run by a no-op consumer and completed.
 func BenchmarkFire(b *testing.B) {

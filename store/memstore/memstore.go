@@ -370,12 +370,32 @@ func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) erro
 
 // SaveBatch stores every trigger of ts, or none; see trigger.Store.
 func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
-	rs, err := s.prepareAll(ts, now)
-	if err != nil {
-		return err
+	buf, _ := batches.Get().(*[]recordBuf)
+	if buf == nil || cap(*buf) < len(ts) {
+		buf = &[]recordBuf{}
+		*buf = make([]recordBuf, 0, len(ts))
+	}
+	rs := (*buf)[:len(ts)]
+	defer func() {
+		if cap(rs) <= maxPooled {
+			clear(rs) // keeps no ID or payload alive
+			batches.Put(buf)
+		}
+	}()
+	for i := range ts {
+		if err := s.prepare(&rs[i], &ts[i], now); err != nil {
+			return err
+		}
 	}
 	return s.insertLocked(rs)
 }
+
+// batches holds SaveBatch's records for reuse, up to maxPooled of them: a
+// large allocation's pages are new to the process each time, and cost more
+// to fill than the records.
+var batches sync.Pool
+
+const maxPooled = 1 << 15
 
 // insertLocked inserts rs with the shards of lockMask(rs) locked.
 func (s *Store) insertLocked(rs []recordBuf) error {
