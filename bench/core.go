@@ -21,22 +21,19 @@ import (
 // coreTable: N one-shot triggers with ids and empty payloads, due uniformly
 // over the next 10 s, scheduled from one goroutine as fast as possible onto
 // the in-memory store, a no-op consumer, 16 workers.
-func coreTable(counts []int) {
+//
+// runs names the rows of each N, from coreRuns.
+func coreTable(counts []int, runs []string) {
 	t := newTable("Core: N one-shot triggers due over 10 s, memstore, no-op consumer, 16 workers, GOMAXPROCS="+strconv.Itoa(runtime.GOMAXPROCS(0)),
 		"run", "N", "schedule ns/op", "allocs/op", "heap B/pending (1h)", "due at hand-over",
 		"late p50", "p99", "p99.9", "max", "earliest start", "executed")
 	for _, n := range counts {
-		for _, run := range []struct {
-			name    string
-			bytes   func(int) float64
-			measure func(int, time.Duration) coreResult
-		}{
-			{"triggerkit", pendingBytes, coreRun},
-			{"time.AfterFunc", afterFuncBytes, afterFuncRun},
-		} {
+		for _, name := range runs {
+			run := coreRuns[name]
+			name = run.label
 			bytes := run.bytes(n)
 			r := run.measure(n, 10*time.Second)
-			t.row(run.name, strconv.Itoa(n), fmt.Sprintf("%.0f", r.nsPerOp), fmt.Sprintf("%.2f", r.allocsPerOp), fmt.Sprintf("%.0f", bytes),
+			t.row(name, strconv.Itoa(n), fmt.Sprintf("%.0f", r.nsPerOp), fmt.Sprintf("%.2f", r.allocsPerOp), fmt.Sprintf("%.0f", bytes),
 				strconv.Itoa(r.dueAtHandOver),
 				dur(r.late.p(0.50)), dur(r.late.p(0.99)), dur(r.late.p(0.999)), dur(r.late.max()),
 				signed(r.earliest), strconv.Itoa(r.executed))
@@ -44,11 +41,29 @@ func coreTable(counts []int) {
 	}
 }
 
+// coreRunner is a row of the core table: how its triggers are scheduled.
+type coreRunner struct {
+	label   string
+	bytes   func(int) float64
+	measure func(int, time.Duration) coreResult
+}
+
+// coreBatch is how many triggers the batch row schedules per call.
+const coreBatch = 1000
+
+// coreRuns are the rows the -runs flag names.
+var coreRuns = map[string]coreRunner{
+	"triggerkit": {"triggerkit", pendingBytes, coreRun},
+	"batch":      {"ScheduleBatch×" + strconv.Itoa(coreBatch), pendingBytes, batchRun},
+	"afterfunc":  {"time.AfterFunc", afterFuncBytes, afterFuncRun},
+}
+
 // afterFuncRun is the baseline: the same workload with one time.AfterFunc
 // per job and nothing persisted.
 func afterFuncRun(n int, spread time.Duration) coreResult {
 	w := newWorkload(n, spread)
-	w.scheduleAll(func(i int, due time.Time) {
+	w.scheduleAll(1, func(i, _ int) {
+		due := w.due(i)
 		time.AfterFunc(time.Until(due), func() { w.ran(i, time.Since(due)) })
 	})
 	return w.result()
@@ -78,6 +93,38 @@ type coreResult struct {
 }
 
 func coreRun(n int, spread time.Duration) coreResult {
+	ids, w, s := coreStart(n, spread)
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	w.scheduleAll(1, func(i, _ int) {
+		if _, err := s.Schedule(ctx, trigger.Trigger{ID: ids[i], DueAt: w.due(i)}); err != nil {
+			log.Fatal(err)
+		}
+	})
+	return w.result()
+}
+
+// batchRun is coreRun with ScheduleBatch calls of coreBatch triggers.
+func batchRun(n int, spread time.Duration) coreResult {
+	ids, w, s := coreStart(n, spread)
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	batch := make([]trigger.Trigger, 0, coreBatch)
+	w.scheduleAll(coreBatch, func(lo, hi int) {
+		batch = batch[:0]
+		for i := lo; i < hi; i++ {
+			batch = append(batch, trigger.Trigger{ID: ids[i], DueAt: w.due(i)})
+		}
+		if _, err := s.ScheduleBatch(ctx, batch); err != nil {
+			log.Fatal(err)
+		}
+	})
+	return w.result()
+}
+
+// coreStart returns the ids and the workload of a core row, and its
+// scheduler, started.
+func coreStart(n int, spread time.Duration) ([]string, *workload, *trigger.Scheduler) {
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = "t" + strconv.Itoa(i)
@@ -88,14 +135,7 @@ func coreRun(n int, spread time.Duration) coreResult {
 		w.ran(i, time.Since(t.DueAt))
 		return nil
 	}))
-	defer s.Stop(context.Background())
-	ctx := context.Background()
-	w.scheduleAll(func(i int, due time.Time) {
-		if _, err := s.Schedule(ctx, trigger.Trigger{ID: ids[i], DueAt: due}); err != nil {
-			log.Fatal(err)
-		}
-	})
-	return w.result()
+	return ids, w, s
 }
 
 // workload is the core table's job list: n jobs due at random offsets over
@@ -124,19 +164,26 @@ func newWorkload(n int, spread time.Duration) *workload {
 }
 
 // scheduleAll hands every job to schedule from one goroutine, as fast as it
-// goes, measuring the time and the allocations.
-func (w *workload) scheduleAll(schedule func(i int, due time.Time)) {
+// goes, batch jobs [lo, hi) at a time, measuring the time and the
+// allocations.
+func (w *workload) scheduleAll(batch int, schedule func(lo, hi int)) {
 	runtime.GC()
 	runtime.ReadMemStats(&w.m0)
 	w.begin = time.Now()
-	for i := range w.n {
-		due := w.begin.Add(w.offsets[i])
-		schedule(i, due)
-		w.handedLate[i] = !time.Now().Before(due)
+	for lo := 0; lo < w.n; lo += batch {
+		hi := min(lo+batch, w.n)
+		schedule(lo, hi)
+		now := time.Now()
+		for i := lo; i < hi; i++ {
+			w.handedLate[i] = !now.Before(w.due(i))
+		}
 	}
 	w.elapsed = time.Since(w.begin)
 	runtime.ReadMemStats(&w.m1)
 }
+
+// due returns job i's due time; scheduling begins at w.begin.
+func (w *workload) due(i int) time.Time { return w.begin.Add(w.offsets[i]) }
 
 // ran records that job i started late after its due time.
 func (w *workload) ran(i int, late time.Duration) {

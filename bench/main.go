@@ -7,6 +7,7 @@
 //	go run ./bench -table all
 //	go run ./bench -n 1000000 -timeline   # where the lateness tail comes from, per 500 ms of due time
 //	go run ./bench -claim-ahead -1ns      # as above, claiming each trigger at its due time
+//	go run ./bench -runs triggerkit -cpuprofile cpu.prof  # one row per N, profiled
 //
 // Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
 // are printed, never asserted: they depend on the machine.
@@ -32,6 +33,7 @@ func main() {
 	var (
 		table = flag.String("table", "core", "which table: core, durable, recovery, cron or all")
 		ns    = flag.String("n", "100000,1000000", "core table: comma-separated trigger counts")
+		runs  = flag.String("runs", "triggerkit,batch,afterfunc", "core table: comma-separated rows for each N: triggerkit (Schedule), batch (ScheduleBatch), afterfunc (time.AfterFunc)")
 		cronN = flag.Int("cron-n", 10000, "cron table: how many cron triggers")
 		procs = flag.Int("procs", 2, "GOMAXPROCS")
 		dir   = flag.String("dir", "", "durable tables: directory for bbolt files (default: a temporary directory)")
@@ -73,7 +75,7 @@ func main() {
 	run := func(name string) bool { return *table == name || *table == "all" }
 	ran := false
 	if run("core") {
-		coreTable(parseCounts(*ns))
+		coreTable(parseCounts(*ns), parseRuns(*runs))
 		ran = true
 	}
 	if run("durable") {
@@ -101,6 +103,16 @@ func parseCounts(s string) []int {
 			log.Fatalf("bad -n %q: want positive integers separated by commas", s)
 		}
 		out = append(out, n)
+	}
+	return out
+}
+
+func parseRuns(s string) []string {
+	out := strings.Split(s, ",")
+	for _, r := range out {
+		if _, ok := coreRuns[r]; !ok {
+			log.Fatalf("bad -runs %q: want triggerkit, batch or afterfunc, separated by commas", s)
+		}
 	}
 	return out
 }
