@@ -477,6 +477,16 @@ func (s *Store) Due(ctx context.Context, q trigger.DueQuery) ([]trigger.Ref, err
 		refs = append(refs, trigger.Ref{ID: k.id, DueAt: toTime(k.at), Priority: int(k.priority)})
 		return len(refs) < q.Limit
 	}
+	// Sort the shards' tails one shard at a time first: a tail of a
+	// thousand saves, and the merges of runs it sets off, can take a
+	// millisecond a shard, which under every shard's lock would stop every
+	// claim meanwhile. What is saved after is flushed again below.
+	for n := range s.shards {
+		sh := &s.shards[n]
+		sh.mu.Lock()
+		sh.due.flush()
+		sh.mu.Unlock()
+	}
 	s.lock(allShards)
 	defer s.unlock(allShards)
 	// Merge the expired leases into the indexes' order.
