@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/triggerkit/trigger/internal/alarm"
 	"github.com/triggerkit/trigger/internal/backoff"
@@ -428,10 +427,18 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 		return nil, invalidf("ScheduleBatch: no triggers")
 	}
 	now := time.Now()
-	buf := batches.get(len(ts))
-	defer batches.put(buf)
+	buf, _ := batches.Get().(*[]Trigger)
+	if buf == nil || cap(*buf) < len(ts) {
+		buf = new([]Trigger)
+	}
 	batch := append((*buf)[:0], ts...)
-	*buf = batch
+	defer func() {
+		if cap(batch) <= maxPooled {
+			clear(batch) // keeps no payload alive
+			*buf = batch
+			batches.Put(buf)
+		}
+	}()
 	ids := make([]string, len(ts))
 	for i := range batch {
 		t := &batch[i]
@@ -452,34 +459,13 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	return ids, nil
 }
 
-// batches holds ScheduleBatch's copies of its triggers for reuse. A
-// thousand triggers take half a megabyte: allocated afresh for every
-// call, the copy cost more than the rest of the call (the pages of a
-// large allocation are new to the process each time).
-var batches bufPool[Trigger]
+// batches holds ScheduleBatch's copies of its triggers for reuse, up to
+// maxPooled of them. A thousand triggers take half a megabyte: allocated
+// afresh for every call, the copy cost more than the rest of the call (the
+// pages of a large allocation are new to the process each time).
+var batches sync.Pool
 
-// bufPool is a sync.Pool of slices. put clears a slice, so that it keeps
-// nothing alive, and drops it if it is larger than maxPooled bytes.
-type bufPool[T any] struct{ p sync.Pool }
-
-const maxPooled = 4 << 20
-
-func (b *bufPool[T]) get(n int) *[]T {
-	if v, ok := b.p.Get().(*[]T); ok && cap(*v) >= n {
-		return v
-	}
-	s := make([]T, 0, n)
-	return &s
-}
-
-func (b *bufPool[T]) put(s *[]T) {
-	if uintptr(cap(*s))*unsafe.Sizeof(*new(T)) > maxPooled {
-		return
-	}
-	clear(*s)
-	*s = (*s)[:0]
-	b.p.Put(s)
-}
+const maxPooled = 8192
 
 // prepare fills the defaults of a trigger about to be saved and clears what
 // the store owns.

@@ -20,16 +20,7 @@ func BenchmarkSchedule(b *testing.B) {
 		due  time.Duration
 	}{{"armed", 50 * time.Second}, {"stored", time.Hour}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := trigger.New(memstore.New(), trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error { return nil }), trigger.Config{Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.Start(context.Background())
-			defer s.Stop(context.Background())
-			ids := make([]string, b.N)
-			for i := range ids {
-				ids[i] = "t" + strconv.Itoa(i)
-			}
+			s, ids := startNoop(b)
 			due := time.Now().Add(bc.due)
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -48,16 +39,7 @@ func BenchmarkSchedule(b *testing.B) {
 func BenchmarkScheduleBatch(b *testing.B) {
 	for _, size := range []int{1, 100, 1000} {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			s, err := trigger.New(memstore.New(), trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error { return nil }), trigger.Config{Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.Start(context.Background())
-			defer s.Stop(context.Background())
-			ids := make([]string, b.N)
-			for i := range ids {
-				ids[i] = "t" + strconv.Itoa(i)
-			}
+			s, ids := startNoop(b)
 			due := time.Now().Add(50 * time.Second)
 			ctx := context.Background()
 			batch := make([]trigger.Trigger, 0, size)
@@ -74,6 +56,22 @@ func BenchmarkScheduleBatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// startNoop starts a scheduler on memstore with a no-op consumer, stopped
+// when b ends, and returns it with b.N trigger IDs.
+func startNoop(b *testing.B) (*trigger.Scheduler, []string) {
+	s, err := trigger.New(memstore.New(), trigger.ConsumerFunc(func(context.Context, *trigger.Trigger) error { return nil }), trigger.Config{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Start(context.Background())
+	b.Cleanup(func() { s.Stop(context.Background()) })
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = "t" + strconv.Itoa(i)
+	}
+	return s, ids
 }
 
 // BenchmarkFire measures the run path: b.N triggers already due are
