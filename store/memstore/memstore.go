@@ -371,21 +371,19 @@ func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) erro
 // SaveBatch stores every trigger of ts, or none; see trigger.Store.
 func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
 	buf, _ := batches.Get().(*[]recordBuf)
-	if buf == nil || cap(*buf) < len(ts) {
-		buf = &[]recordBuf{}
-		*buf = make([]recordBuf, 0, len(ts))
+	if buf == nil {
+		buf = new([]recordBuf)
 	}
-	rs := (*buf)[:len(ts)]
+	rs, err := s.prepareAll(*buf, ts, now)
 	defer func() {
 		if cap(rs) <= maxPooled {
 			clear(rs) // keeps no ID or payload alive
+			*buf = rs[:0]
 			batches.Put(buf)
 		}
 	}()
-	for i := range ts {
-		if err := s.prepare(&rs[i], &ts[i], now); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	return s.insertLocked(rs)
 }
@@ -416,13 +414,14 @@ func (s *Store) prepare(b *recordBuf, t *trigger.Trigger, now time.Time) error {
 	return nil
 }
 
-// prepareAll checks ts and returns their records. Whether their IDs are
-// free, of each other too, is for insert to check.
-func (s *Store) prepareAll(ts []trigger.Trigger, now time.Time) ([]recordBuf, error) {
-	rs := make([]recordBuf, len(ts))
+// prepareAll checks ts and returns their records, in buf (grown if need
+// be), whose records must be zero; on error, partly set. Whether their IDs
+// are free, of each other too, is for insert to check.
+func (s *Store) prepareAll(buf []recordBuf, ts []trigger.Trigger, now time.Time) ([]recordBuf, error) {
+	rs := slices.Grow(buf[:0], len(ts))[:len(ts)]
 	for i := range ts {
 		if err := s.prepare(&rs[i], &ts[i], now); err != nil {
-			return nil, err
+			return rs, err
 		}
 	}
 	return rs, nil
@@ -701,7 +700,7 @@ func (s *Store) Finish(ctx context.Context, id string, token uint64, o trigger.O
 	}
 	var followUps []recordBuf
 	if len(o.FollowUps) > 0 {
-		if followUps, err = s.prepareAll(o.FollowUps, o.Now); err != nil {
+		if followUps, err = s.prepareAll(nil, o.FollowUps, o.Now); err != nil {
 			return err
 		}
 	}

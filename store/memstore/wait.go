@@ -301,7 +301,7 @@ func (s *Store) Park(ctx context.Context, id string, tok uint64, p trigger.Park)
 			return time.Time{}, err
 		}
 	}
-	children, err := s.prepareAll(p.Children, p.Now)
+	children, err := s.prepareAll(nil, p.Children, p.Now)
 	if err != nil {
 		return time.Time{}, err
 	}
