@@ -192,6 +192,7 @@ func (s *Scheduler) claimedAhead(t *Trigger, j *job) {
 // they grow into is first touched) with the claims, before the due time,
 // not while the runs start. s.mu must be held.
 func (s *Scheduler) reserveLocked() {
+	s.compactClaimedLocked()
 	if n := len(s.claimedRuns) + s.aheadRuns; n > cap(s.claimedRuns) {
 		s.claimedRuns = slices.Grow(s.claimedRuns, n-len(s.claimedRuns))
 	}
@@ -216,9 +217,7 @@ func (s *Scheduler) startGroupLocked(at int64) {
 			return cmp.Compare(rankOf(&a.j.entry), rankOf(&b.j.entry))
 		})
 	}
-	if s.claimedHead == len(s.claimedRuns) {
-		s.claimedRuns, s.claimedHead = s.claimedRuns[:0], 0
-	}
+	s.compactClaimedLocked()
 	s.claimedRuns = append(s.claimedRuns, runs...)
 	s.claimedReady.Store(int64(len(s.claimedRuns) - s.claimedHead))
 	clear(runs)
@@ -230,6 +229,19 @@ func (s *Scheduler) startGroupLocked(at int64) {
 		s.groups = append(s.groups, g)
 	}
 	s.work.Broadcast()
+}
+
+// compactClaimedLocked moves the runs of the claimed queue to the front of
+// its array once the runs taken before them fill half of it or more. Runs
+// are taken from the front and appended at the back: reset only when empty,
+// the array would grow without end under a stream of runs that never
+// drains it. Each run is moved at most once on average. s.mu must be held.
+func (s *Scheduler) compactClaimedLocked() {
+	if h := s.claimedHead; h > 0 && 2*h >= len(s.claimedRuns) {
+		n := copy(s.claimedRuns, s.claimedRuns[h:])
+		clear(s.claimedRuns[n:])
+		s.claimedRuns, s.claimedHead = s.claimedRuns[:n], 0
+	}
 }
 
 // takeClaimedLocked takes the next claimed run to start, unless the ready
