@@ -82,7 +82,10 @@ const (
 	// WaitTimedOut: the timeout of a WaitFor passed before its token came.
 	// It happens once: a token delivered later gets ResumeTooLate.
 	WaitTimedOut
-	// WaitFired: [Scheduler.Fire] ran the trigger before its wait ended.
+	// WaitFired: the trigger ran before its wait ended: [Scheduler.Fire]
+	// ran it, or [Scheduler.Retry] ran it again after [Scheduler.Cancel]
+	// took it out of the wait. Either way its time, token or children did
+	// not come; the run decides what to do without them.
 	WaitFired
 )
 

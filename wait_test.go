@@ -214,8 +214,8 @@ func TestParentWaitsForItsNewBatchAfterLeavingAWait(t *testing.T) {
 						t.Errorf("run %d saw the children %v, want %s", i+2, got, want)
 					}
 				}
-				if seen[0].Outcome == trigger.WaitResumed || seen[1].Outcome != trigger.WaitResumed {
-					t.Errorf("runs 2 and 3 saw their waits %v and %v, want not resumed, then resumed", seen[0].Outcome, seen[1].Outcome)
+				if seen[0].Outcome != trigger.WaitFired || seen[1].Outcome != trigger.WaitResumed {
+					t.Errorf("runs 2 and 3 saw their waits %v and %v, want fired (taken out of it), then resumed", seen[0].Outcome, seen[1].Outcome)
 				}
 				if got := b.get(t, "p"); got.State != trigger.StateCompleted {
 					t.Errorf("parent is %v (%s), want completed", got.State, got.LastError)
