@@ -196,9 +196,17 @@ func compareRefs(a, b trigger.Ref) int {
 
 func listAll(t *testing.T, s *memstore.Store, st trigger.State) []trigger.Trigger {
 	t.Helper()
-	ts, err := s.List(context.Background(), trigger.ListQuery{State: st, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
+	var all []trigger.Trigger
+	q := trigger.ListQuery{State: st, Limit: 1000}
+	for {
+		ts, err := s.List(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, ts...)
+		if len(ts) < q.Limit {
+			return all
+		}
+		q.After = ts[len(ts)-1].ID
 	}
-	return ts
 }
