@@ -451,11 +451,15 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	if err := s.store.SaveBatch(ctx, now, batch); err != nil {
 		return nil, fmt.Errorf("schedule batch: %w", err)
 	}
-	woke := false
 	for i := range batch {
-		woke = s.armTrigger(&batch[i], batch[i].DueAt, false, now) || woke
+		// Yield as each trigger wakes a worker or the driver, as Schedule
+		// does, not once at the end: the woken goroutine would wait
+		// behind the rest of the batch. A million triggers in batches of
+		// 1,000 (go run ./bench -runs batch -timeline): lateness p50 of
+		// the triggers due during the scheduling 253-338 -> 141-193 µs,
+		// p99 of all 2.5-17.7 -> 1.2-2.9 ms, six interleaved runs.
+		yieldIf(s.armTrigger(&batch[i], batch[i].DueAt, false, now))
 	}
-	yieldIf(woke)
 	return ids, nil
 }
 
