@@ -79,7 +79,7 @@ func TestRandomOps(t *testing.T) {
 			st := []trigger.State{trigger.StateCompleted, trigger.StateFailed, trigger.StateCanceled}[rng.IntN(3)]
 			q := trigger.PurgeQuery{State: st, Before: ms(clock - rng.IntN(30)), Limit: 1 + rng.IntN(8)}
 			matching := 0
-			for _, tr := range listAll(t, s, st) {
+			for _, tr := range listEvery(t, s, st) {
 				if tr.UpdatedAt.Before(q.Before) {
 					matching++
 				}
@@ -144,13 +144,13 @@ func checkDue(t *testing.T, s *memstore.Store, rng *rand.Rand, clock int, ms fun
 	now, until := ms(clock+rng.IntN(10)-3), ms(clock+rng.IntN(10)-3)
 	var all []trigger.Ref
 	for _, st := range []trigger.State{trigger.StateScheduled, trigger.StateRetrying} {
-		for _, tr := range listAll(t, s, st) {
+		for _, tr := range listEvery(t, s, st) {
 			if !tr.DueAt.After(until) {
 				all = append(all, trigger.Ref{ID: tr.ID, DueAt: tr.DueAt, Priority: tr.Priority})
 			}
 		}
 	}
-	for _, tr := range listAll(t, s, trigger.StateRunning) {
+	for _, tr := range listEvery(t, s, trigger.StateRunning) {
 		if !tr.LeaseUntil.After(now) {
 			all = append(all, trigger.Ref{ID: tr.ID, DueAt: tr.LeaseUntil, Priority: tr.Priority})
 		}
@@ -192,21 +192,4 @@ func checkDue(t *testing.T, s *memstore.Store, rng *rand.Rand, clock int, ms fun
 
 func compareRefs(a, b trigger.Ref) int {
 	return cmp.Or(a.DueAt.Compare(b.DueAt), cmp.Compare(b.Priority, a.Priority), strings.Compare(a.ID, b.ID))
-}
-
-func listAll(t *testing.T, s *memstore.Store, st trigger.State) []trigger.Trigger {
-	t.Helper()
-	var all []trigger.Trigger
-	q := trigger.ListQuery{State: st, Limit: 1000}
-	for {
-		ts, err := s.List(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, ts...)
-		if len(ts) < q.Limit {
-			return all
-		}
-		q.After = ts[len(ts)-1].ID
-	}
 }
