@@ -13,6 +13,7 @@ import (
 
 	"github.com/triggerkit/trigger/internal/alarm"
 	"github.com/triggerkit/trigger/internal/backoff"
+	"github.com/triggerkit/trigger/internal/slicepool"
 	"github.com/triggerkit/trigger/internal/wheel"
 )
 
@@ -427,18 +428,10 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 		return nil, invalidf("ScheduleBatch: no triggers")
 	}
 	now := time.Now()
-	buf, _ := batches.Get().(*[]Trigger)
-	if buf == nil || cap(*buf) < len(ts) {
-		buf = new([]Trigger)
-	}
-	batch := append((*buf)[:0], ts...)
-	defer func() {
-		if cap(batch) <= maxPooled {
-			clear(batch) // keeps no payload alive
-			*buf = batch
-			batches.Put(buf)
-		}
-	}()
+	buf := batches.Get(len(ts))
+	defer batches.Put(buf)
+	*buf = append(*buf, ts...)
+	batch := *buf
 	ids := make([]string, len(ts))
 	for i := range batch {
 		t := &batch[i]
@@ -463,13 +456,9 @@ func (s *Scheduler) ScheduleBatch(ctx context.Context, ts []Trigger) ([]string, 
 	return ids, nil
 }
 
-// batches holds ScheduleBatch's copies of its triggers for reuse, up to
-// maxPooled of them. A thousand triggers take half a megabyte: allocated
-// afresh for every call, the copy cost more than the rest of the call (the
-// pages of a large allocation are new to the process each time).
-var batches sync.Pool
-
-const maxPooled = 8192
+// batches holds ScheduleBatch's copies of its triggers for reuse: a
+// thousand triggers take half a megabyte.
+var batches = slicepool.New[Trigger](8192)
 
 // prepare fills the defaults of a trigger about to be saved and clears what
 // the store owns.

@@ -86,6 +86,7 @@ import (
 	"time"
 
 	"github.com/triggerkit/trigger"
+	"github.com/triggerkit/trigger/internal/slicepool"
 )
 
 // Store is an in-memory trigger store. Make one with New.
@@ -370,30 +371,17 @@ func (s *Store) Save(ctx context.Context, now time.Time, t trigger.Trigger) erro
 
 // SaveBatch stores every trigger of ts, or none; see trigger.Store.
 func (s *Store) SaveBatch(ctx context.Context, now time.Time, ts []trigger.Trigger) error {
-	buf, _ := batches.Get().(*[]recordBuf)
-	if buf == nil {
-		buf = new([]recordBuf)
-	}
-	rs, err := s.prepareAll(*buf, ts, now)
-	defer func() {
-		if cap(rs) <= maxPooled {
-			clear(rs) // keeps no ID or payload alive
-			*buf = rs[:0]
-			batches.Put(buf)
-		}
-	}()
-	if err != nil {
+	buf := batches.Get(len(ts))
+	defer batches.Put(buf)
+	var err error
+	if *buf, err = s.prepareAll(*buf, ts, now); err != nil {
 		return err
 	}
-	return s.insertLocked(rs)
+	return s.insertLocked(*buf)
 }
 
-// batches holds SaveBatch's records for reuse, up to maxPooled of them: a
-// large allocation's pages are new to the process each time, and cost more
-// to fill than the records.
-var batches sync.Pool
-
-const maxPooled = 1 << 15
+// batches holds SaveBatch's records for reuse.
+var batches = slicepool.New[recordBuf](1 << 15)
 
 // insertLocked inserts rs with the shards of lockMask(rs) locked.
 func (s *Store) insertLocked(rs []recordBuf) error {
