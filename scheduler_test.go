@@ -160,6 +160,50 @@ func TestScheduleRunsAtDueTimeNeverEarly(t *testing.T) {
 	})
 }
 
+// Triggers due apart start each at its due time with the default tick, and
+// with a longer one together, at wake-ups a tenth of a tick apart: never
+// early, and no later than that tenth.
+func TestTickSetsHowOftenTheWheelWakes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		tick   time.Duration
+		starts int // distinct start instants of the ten triggers
+	}{
+		{0, 10},                    // 100µs apart at least: each at its own due time
+		{10 * time.Millisecond, 4}, // 1ms apart at least: due at 0, 0.3-0.9, 1.2-1.8, 2.1-2.7ms
+	} {
+		t.Run(fmt.Sprint("tick=", tc.tick), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := setup(t, trigger.Config{Tick: tc.tick}, nil)
+				first := time.Now().Add(time.Second)
+				dues := map[string]time.Time{}
+				for i := range 10 {
+					due := first.Add(time.Duration(i) * 300 * time.Microsecond)
+					dues[b.schedule(t, trigger.Trigger{ID: fmt.Sprint("t", i), DueAt: due})] = due
+				}
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				grain := max(tc.tick, time.Millisecond) / 10
+				starts := map[time.Time]bool{}
+				for id, due := range dues {
+					runs := b.runs.of(id)
+					if len(runs) != 1 {
+						t.Fatalf("trigger %s ran %d times, want once", id, len(runs))
+					}
+					if late := runs[0].at.Sub(due); late < 0 || late >= grain {
+						t.Errorf("trigger %s started %v after its due time, want in [0, %v)", id, late, grain)
+					}
+					starts[runs[0].at] = true
+				}
+				if len(starts) != tc.starts {
+					t.Errorf("the triggers started at %d instants, want %d", len(starts), tc.starts)
+				}
+				b.stop(t)
+			})
+		})
+	}
+}
+
 // A consumer slower than the scan interval (and than the lease, thanks to
 // heartbeats) runs once: the scan does not dispatch it again.
 func TestSlowConsumerRunsOnce(t *testing.T) {

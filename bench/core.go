@@ -26,7 +26,7 @@ import (
 func coreTable(counts []int, runs []string) {
 	t := newTable("Core: N one-shot triggers due over 10 s, memstore, no-op consumer, 16 workers, GOMAXPROCS="+strconv.Itoa(runtime.GOMAXPROCS(0)),
 		"run", "N", "schedule ns/op", "allocs/op", "heap B/pending (1h)", "due at hand-over",
-		"late p50", "p99", "p99.9", "max", "earliest start", "executed")
+		"late p50", "p99", "p99.9", "max", "earliest start", "executed", "CPU/trigger")
 	for _, n := range counts {
 		for _, name := range runs {
 			run := coreRuns[name]
@@ -35,7 +35,7 @@ func coreTable(counts []int, runs []string) {
 			t.row(run.label, strconv.Itoa(n), fmt.Sprintf("%.0f", r.nsPerOp), fmt.Sprintf("%.2f", r.allocsPerOp), fmt.Sprintf("%.0f", bytes),
 				strconv.Itoa(r.dueAtHandOver),
 				dur(r.late.p(0.50)), dur(r.late.p(0.99)), dur(r.late.p(0.999)), dur(r.late.max()),
-				signed(r.earliest), strconv.Itoa(r.executed))
+				signed(r.earliest), strconv.Itoa(r.executed), cpuCell(r.cpuPerOp))
 		}
 	}
 }
@@ -86,6 +86,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type coreResult struct {
 	nsPerOp, allocsPerOp float64
+	cpuPerOp             time.Duration // the whole process's, from scheduling to the last start; 0 if unknown
 	dueAtHandOver        int
 	late                 samples
 	earliest             time.Duration
@@ -151,7 +152,10 @@ type workload struct {
 
 	begin   time.Time // when scheduling began: the jobs' due times count from it
 	elapsed time.Duration
-	m0, m1  runtime.MemStats
+	// cpu0 is the process's processor time when scheduling began, and
+	// cpu1 when the last job started.
+	cpu0, cpu1 time.Duration
+	m0, m1     runtime.MemStats
 }
 
 func newWorkload(n int, spread time.Duration) *workload {
@@ -169,6 +173,7 @@ func newWorkload(n int, spread time.Duration) *workload {
 func (w *workload) scheduleAll(batch int, schedule func(lo, hi int)) {
 	runtime.GC()
 	runtime.ReadMemStats(&w.m0)
+	w.cpu0 = cpuTime()
 	w.begin = time.Now()
 	for lo := 0; lo < w.n; lo += batch {
 		hi := min(lo+batch, w.n)
@@ -189,6 +194,7 @@ func (w *workload) due(i int) time.Time { return w.begin.Add(w.offsets[i]) }
 func (w *workload) ran(i int, late time.Duration) {
 	w.starts[i] = int64(late)
 	if w.executed.Add(1) == int64(w.n) {
+		w.cpu1 = cpuTime()
 		close(w.done)
 	}
 }
@@ -209,6 +215,9 @@ func (w *workload) result() coreResult {
 		allocsPerOp: float64(w.m1.Mallocs-w.m0.Mallocs) / float64(w.n),
 		executed:    int(w.executed.Load()),
 		earliest:    time.Duration(1<<63 - 1),
+	}
+	if r.executed == w.n && w.cpu1 > w.cpu0 && w.cpu0 > 0 {
+		r.cpuPerOp = (w.cpu1 - w.cpu0) / time.Duration(w.n)
 	}
 	for i := range w.n {
 		if w.handedLate[i] {
@@ -252,7 +261,7 @@ func heap() uint64 {
 }
 
 func mustStart(store trigger.Store, c trigger.Consumer) *trigger.Scheduler {
-	s, err := trigger.New(store, c, trigger.Config{Workers: 16, ClaimAhead: claimAhead, Logger: quiet})
+	s, err := trigger.New(store, c, trigger.Config{Workers: 16, ClaimAhead: claimAhead, Tick: tick, Logger: quiet})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -332,4 +341,12 @@ func (w *workload) printTimeline() {
 			fmt.Printf("    due %5v..: %7d  p50 %8s  p99 %8s  max %8s  gc %d\n", time.Duration(b)*step, len(s), dur(s.p(0.5)), dur(s.p(0.99)), dur(s.max()), gcs[b])
 		}
 	}
+}
+
+// cpuCell formats the processor time a trigger cost, or "-" if unknown.
+func cpuCell(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/1e3)
 }

@@ -7,7 +7,9 @@
 //	go run ./bench -table all
 //	go run ./bench -n 1000000 -timeline   # where the lateness tail comes from, per 500 ms of due time
 //	go run ./bench -claim-ahead -1ns      # as above, claiming each trigger at its due time
+//	go run ./bench -n 100000 -tick 10ms   # a longer tick: fewer wake-ups, less processor time, later starts
 //	go run ./bench -runs triggerkit -cpuprofile cpu.prof  # one row per N, profiled
+//	go run ./bench -n 1000000 -runs triggerkit -trace trace.out  # go tool trace trace.out
 //
 // Every table runs with GOMAXPROCS=2 unless -procs says otherwise. Numbers
 // are printed, never asserted: they depend on the machine.
@@ -20,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -28,6 +31,9 @@ import (
 
 // claimAhead is the -claim-ahead flag.
 var claimAhead time.Duration
+
+// tick is the -tick flag.
+var tick time.Duration
 
 func main() {
 	var (
@@ -40,12 +46,15 @@ func main() {
 		child = flag.String("recovery-child", "", "internal: run one recovery measurement on this file")
 		prof  = flag.String("cpuprofile", "", "write a CPU profile to this file")
 		mprof = flag.String("mutexprofile", "", "write a mutex contention profile to this file")
+		trc   = flag.String("trace", "", "write an execution trace to this file (go tool trace)")
 		tl    = flag.Bool("timeline", false, "core table: print lateness by due time, per 500 ms")
 		ahead = flag.Duration("claim-ahead", 0, "Config.ClaimAhead of the schedulers measured (0: the default; negative: claim at the due time)")
+		tk    = flag.Duration("tick", 0, "core and cron tables: Config.Tick of the schedulers measured (0: the default, 1ms)")
 	)
 	flag.Parse()
 	timeline = *tl
 	claimAhead = *ahead
+	tick = *tk
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
@@ -53,6 +62,14 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *trc != "" {
+		f, err := os.Create(*trc)
+		if err != nil {
+			log.Fatal(err)
+		}
+		trace.Start(f)
+		defer trace.Stop()
 	}
 	if *mprof != "" {
 		runtime.SetMutexProfileFraction(1)
