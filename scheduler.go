@@ -1082,7 +1082,7 @@ func (s *Scheduler) execute(t *Trigger, j *job, a *aheadRun, start time.Time, ct
 		return endRecorded
 	}
 	if oc != nil && !oc.early {
-		rc.occ, rc.hasOcc = oc.Occurrence, true
+		rc.occ = &oc.Occurrence
 	}
 	err := s.prepareRun(rc)
 	if err == nil {
