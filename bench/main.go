@@ -56,28 +56,17 @@ func main() {
 	claimAhead = *ahead
 	tick = *tk
 	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			log.Fatal(err)
-		}
-		pprof.StartCPUProfile(f)
+		pprof.StartCPUProfile(mustCreate(*prof))
 		defer pprof.StopCPUProfile()
 	}
 	if *trc != "" {
-		f, err := os.Create(*trc)
-		if err != nil {
-			log.Fatal(err)
-		}
-		trace.Start(f)
+		trace.Start(mustCreate(*trc))
 		defer trace.Stop()
 	}
 	if *mprof != "" {
 		runtime.SetMutexProfileFraction(1)
 		defer func() {
-			f, err := os.Create(*mprof)
-			if err != nil {
-				log.Fatal(err)
-			}
+			f := mustCreate(*mprof)
 			pprof.Lookup("mutex").WriteTo(f, 0)
 			f.Close()
 		}()
@@ -110,6 +99,15 @@ func main() {
 	if !ran {
 		log.Printf("unknown table %q: use core, durable, recovery, cron or all", *table)
 	}
+}
+
+// mustCreate creates the file name, for a profile or a trace, or exits.
+func mustCreate(name string) *os.File {
+	f, err := os.Create(name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return f
 }
 
 func parseCounts(s string) []int {
