@@ -28,11 +28,11 @@ type Config struct {
 	// Tick is the resolution of the timing wheel: a trigger fires within one
 	// tick after its due time, never before. Between 100µs and 1s.
 	// Defaults to 1ms. While workers are free, the wheel wakes at least a
-	// tenth of a tick apart and starts together what fell due meanwhile:
-	// by default a trigger starts within 100µs of its due time. Where
-	// triggers are sparse, each wake-up costs about as much processor time
-	// as a run, and a longer tick trades how soon a run starts for
-	// processor time (the README's performance section has figures).
+	// tenth of a tick apart (100µs by default) and starts together what
+	// fell due meanwhile. Where triggers are sparse, each wake-up costs
+	// about as much processor time as a run, so a longer tick trades how
+	// soon a run starts for processor time (the README's performance
+	// section has figures).
 	Tick time.Duration
 	// ScanLimit is the page size of store scans and the most overdue
 	// triggers one scan takes in at once (more are fetched as workers free
