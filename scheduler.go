@@ -707,11 +707,11 @@ const enqueueShare = 256
 // cost more than their runs, so the driver sleeps at least the grain and
 // fires what fell due meanwhile together. When triggers are sparse, each
 // wake-up is most of what a run costs, so a longer tick costs less
-// processor time for later starts: with go run ./bench -n 100000 (10,000
-// runs a second) on session 12's VM, a grain of 100µs took 60-68µs of
-// processor time a trigger and started them 117-131µs late at the median,
-// and one of 1ms (Tick = 10ms) 42-45µs and 570-576µs, as time.AfterFunc
-// does (38-45µs, 588-740µs).
+// processor time for later starts: with go run ./bench -n 100000 [-tick
+// 10ms] (10,000 runs a second) on session 12's VM, a grain of 100µs took
+// 61-66µs of processor time a trigger and started them 122-128µs late at
+// the median, and one of 1ms (Tick = 10ms) 41-45µs and 574-589µs
+// (time.AfterFunc: 30-33µs and 598-660µs).
 const grainsPerTick = 10
 
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired
