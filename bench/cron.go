@@ -136,7 +136,7 @@ func cronTriggerkit(n int, started bool) cronRun {
 		occ, _ := trigger.OccurrenceFromContext(ctx)
 		lat.started(occ.Scheduled, time.Now())
 		return nil
-	}), trigger.Config{Workers: 16, ClaimAhead: claimAhead, Tick: tick, Logger: quiet})
+	}), measuredConfig())
 	if err != nil {
 		log.Fatal(err)
 	}

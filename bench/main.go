@@ -48,7 +48,7 @@ func main() {
 		mprof = flag.String("mutexprofile", "", "write a mutex contention profile to this file")
 		trc   = flag.String("trace", "", "write an execution trace to this file (go tool trace)")
 		tl    = flag.Bool("timeline", false, "core table: print lateness by due time, per 500 ms")
-		ahead = flag.Duration("claim-ahead", 0, "Config.ClaimAhead of the schedulers measured (0: the default; negative: claim at the due time)")
+		ahead = flag.Duration("claim-ahead", 0, "core and cron tables: Config.ClaimAhead of the schedulers measured (0: the default; negative: claim at the due time)")
 		tk    = flag.Duration("tick", 0, "core and cron tables: Config.Tick of the schedulers measured (0: the default, 1ms)")
 	)
 	flag.Parse()
