@@ -708,10 +708,11 @@ const enqueueShare = 256
 // fires what fell due meanwhile together. When triggers are sparse, each
 // wake-up is most of what a run costs, so a longer tick costs less
 // processor time for later starts: with go run ./bench -n 100000 [-tick
-// 10ms] (10,000 runs a second) on session 12's VM, a grain of 100µs took
-// 61-66µs of processor time a trigger and started them 122-128µs late at
-// the median, and one of 1ms (Tick = 10ms) 41-45µs and 574-589µs
-// (time.AfterFunc: 30-33µs and 598-660µs).
+// 10ms] (10,000 runs a second) on session 13's VM, a grain of 100µs took
+// 43-45µs of processor time a trigger and started them 84-87µs late at
+// the median, and one of 1ms (Tick = 10ms) 16µs and 523-525µs
+// (time.AfterFunc: 9-10µs and 542-550µs); on session 12's, 61-66µs and
+// 41-45µs (time.AfterFunc: 30-33µs).
 const grainsPerTick = 10
 
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired
