@@ -30,9 +30,11 @@ type Config struct {
 	// Defaults to 1ms. While workers are free, the wheel wakes at least a
 	// tenth of a tick apart (100µs by default) and starts together what
 	// fell due meanwhile. Where triggers are sparse, each wake-up costs
-	// about as much processor time as a run, so a longer tick trades how
-	// soon a run starts for processor time (the README's performance
-	// section has figures).
+	// more processor time than the run it starts, so a longer tick trades
+	// how soon a run starts for processor time: 10ms starts runs as soon
+	// as Go's own timers would, for a third to three fifths less processor
+	// time than the default (the README's performance section has
+	// figures).
 	Tick time.Duration
 	// ScanLimit is the page size of store scans and the most overdue
 	// triggers one scan takes in at once (more are fetched as workers free
