@@ -706,13 +706,11 @@ const enqueueShare = 256
 // due a second, each at its own instant, waking for every one of them would
 // cost more than their runs, so the driver sleeps at least the grain and
 // fires what fell due meanwhile together. When triggers are sparse, each
-// wake-up is most of what a run costs, so a longer tick costs less
-// processor time for later starts: with go run ./bench -n 100000 [-tick
-// 10ms] (10,000 runs a second) on session 13's VM, a grain of 100µs took
-// 43-45µs of processor time a trigger and started them 84-87µs late at
-// the median, and one of 1ms (Tick = 10ms) 16µs and 523-525µs
-// (time.AfterFunc: 9-10µs and 542-550µs); on session 12's, 61-66µs and
-// 41-45µs (time.AfterFunc: 30-33µs).
+// wake-up costs more processor time than the run it starts, so a longer
+// tick costs less for later starts: go run ./bench -n 100000 -tick 10ms
+// (10,000 runs a second) took 16µs of processor time a trigger against
+// 43-45µs at the default, and started them 523-525µs late at the median
+// against 84-87µs (session 13; the README has the table).
 const grainsPerTick = 10
 
 // wheelLoop sleeps until the wheel's next expiry, then moves every expired

@@ -103,28 +103,27 @@ type Store struct {
 	purgeFrom [trigger.StateCanceled + 1]int
 }
 
-// How shards are locked (the package doc says why there are shards): a
-// shard is picked by the top bits of the hash of the trigger ID, the hash
-// the ID maps key records by. A call locks the shards it touches, always in
-// ascending order, so that two calls never wait for each other's shards in
-// a cycle: one shard for a
-// call on one trigger, the shards of a batch and of an outcome's
-// follow-ups, the shard of a parent whose wait a child's end counts in, and
-// every shard for what reads the whole store (Due, List) or reads or writes
-// the wait state (the wait tokens and the lists of children: see waits). A
-// call that finds, once it holds its shards, that it needs more (a Finish
-// whose trigger turns out to be a child) changes nothing, lets them go and
-// starts again with all it needs (see Store.locked): what it read under the
-// first locks is not trusted under the second. Holding every shard
-// excludes every other call, which keeps the calls that need it simple and
-// obviously atomic; they are rare but for Due, and the scheduler calls Due
-// once per scan, not once per run.
+// How shards are locked (the package doc says why there are shards): a shard
+// is picked by the top bits of the hash of the trigger ID, the hash the ID
+// maps key records by. A call locks the shards it touches, always in
+// ascending order, so that two calls never wait for each other's shards in a
+// cycle: one shard for a call on one trigger, the shards of a batch and of
+// an outcome's follow-ups, the shard of a parent whose wait a child's end
+// counts in, and every shard for what reads the whole store (Due, List) or
+// reads or writes the wait state (the wait tokens and the lists of children:
+// see waits). A call that finds, once it holds its shards, that it needs
+// more (a Finish whose trigger turns out to be a child) changes nothing,
+// lets them go and starts again with all it needs (see Store.locked): what
+// it read under the first locks is not trusted under the second. Holding
+// every shard excludes every other call, which keeps the calls that need it
+// simple and obviously atomic; they are rare but for Due, and the scheduler
+// calls Due once per scan, not once per run.
 //
 // There is no global read-write lock that calls on one shard would take for
 // reading and calls on all for writing: its reader count would be a cache
-// line that every call writes, moving between cores on every claim, which
-// is the cost the shards are there to remove. Locking every shard instead
-// costs a call that needs it nShards uncontended locks, about 15 ns each.
+// line that every call writes, moving between cores on every claim, which is
+// the cost the shards are there to remove. Locking every shard instead costs
+// a call that needs it nShards uncontended locks, about 15 ns each.
 //
 // Two calls running at once meet on a shard 1 time in 16; more shards would
 // make that rarer, and make Due and List, which lock every shard and merge
